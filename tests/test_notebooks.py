@@ -1,0 +1,88 @@
+"The experiment notebooks, executed headlessly by papermill with tiny parameters on the fake CIFAR-10."
+import json
+from pathlib import Path
+import pytest
+
+pm = pytest.importorskip('papermill')
+NBS = Path(__file__).resolve().parents[1] / 'nbs'
+pytestmark = pytest.mark.slow
+
+@pytest.fixture(scope='module')
+def env(fake_cifar, tmp_path_factory):
+    import os
+    tmp = tmp_path_factory.mktemp('nbruns')
+    os.environ['WAVESCAT_CACHE'] = str(tmp / 'cache')  # the kernels inherit it
+    return dict(tmp=tmp, out=tmp / 'runs', common=dict(n_per_class=2, epochs=1, batch_size=10, test_subset=10,
+                data_root=str(fake_cifar['batches']), download=False, out_dir=str(tmp / 'runs'), device='cpu'))
+
+def execute(name, out_path, **params):
+    return pm.execute_notebook(str(NBS / name), str(out_path), parameters=params, kernel_name='python3',
+                               cwd=str(NBS), progress_bar=False, log_output=False)
+
+def errors(nb):
+    return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
+
+def test_baseline(env):
+    nb = execute('baseline.ipynb', env['tmp'] / 'baseline.ipynb', **env['common'])
+    assert not errors(nb)
+    (folder,) = [p for p in env['out'].iterdir() if p.name.startswith('resnet18-n2-s0-')]
+    rec = json.loads((folder / 'record.json').read_text())
+    assert rec['params']['model'] == 'resnet18' and rec['params']['epochs'] == 1 and rec['data']['n_test'] == 10
+    assert {'test_acc', 'val_acc', 'train_acc', 'train_loss', 'test_loss'} <= set(rec['metrics'])
+    assert (folder / 'learning_curves.png').stat().st_size > 10_000
+
+def test_scat_v1(env):
+    nb = execute('scat_v1.ipynb', env['tmp'] / 'scat_v1.ipynb', L=2, **env['common'])
+    assert not errors(nb)
+    (folder,) = [p for p in env['out'].iterdir() if p.name.startswith('scat_v1-L2-n2-s0-')]
+    rec = json.loads((folder / 'record.json').read_text())
+    assert rec['params']['L'] == 2
+    pngs = sorted(p.name for p in folder.glob('*.png'))
+    assert 'learning_curves.png' in pngs and 'first_layer_channels.png' in pngs
+
+def test_is_random_reuses_runs_and_tabulates(env):
+    nb = execute('is_random.ipynb', env['tmp'] / 'is_random.ipynb', Ls=[2], n_runs=2, **env['common'])
+    assert not errors(nb)
+    assert len(list(env['out'].glob('*/record.json'))) >= 4  # baseline and L=2, seeds 0 and 1
+    text = json.dumps([c.get('outputs') for c in nb.cells])
+    assert 'finished earlier' in text  # seed 0 runs came from the tests above
+    (study,) = (env['tmp'] / 'studies').iterdir()
+    assert (study / 'is_random.png').exists() and (study / 'summary.csv').exists()
+
+def test_report(env):
+    figs = env['tmp'] / 'figures'
+    nb = execute('report.ipynb', env['tmp'] / 'report.ipynb', out_dir=str(env['out']), figures_dir=str(figs))
+    assert not errors(nb)
+    assert (figs / 'accuracy_vs_L.png').exists() and (figs / 'learning_curves.png').exists()
+
+def test_report_without_records_says_how(tmp_path):
+    nb = execute('report.ipynb', tmp_path / 'report.ipynb', out_dir=str(tmp_path / 'empty'), figures_dir=str(tmp_path / 'f'))
+    assert not errors(nb)
+    assert 'No run records' in json.dumps([c.get('outputs') for c in nb.cells])
+
+@pytest.mark.parametrize('params, message', [
+    (dict(epochs=0), 'Parameter epochs must be an int >= 1, got 0'),
+    (dict(epoch=3), "Unknown parameter 'epoch'"),
+    (dict(n_per_class='100'), 'Parameter n_per_class must be an int in 1..5000'),
+])
+def test_bad_parameter_stops_in_the_validation_cell(env, tmp_path, params, message):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        execute('baseline.ipynb', tmp_path / 'bad.ipynb', **{**env['common'], **params})
+    assert message in str(e.value)
+    nb = json.loads((tmp_path / 'bad.ipynb').read_text())
+    failed = [c for c in nb['cells'] if c['cell_type'] == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    assert len(failed) == 1 and 'experiment_config' in ''.join(failed[0]['source'])
+
+def test_bad_L_in_scat_v1(env, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match='Parameter L must be None or an int in 1..20'):
+        execute('scat_v1.ipynb', tmp_path / 'bad.ipynb', L=21, **env['common'])
+
+@pytest.mark.parametrize('name, expected', [
+    ('baseline.ipynb', {'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
+    ('scat_v1.ipynb', {'L', 'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
+    ('is_random.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device'}),
+    ('report.ipynb', {'out_dir', 'figures_dir'}),
+])
+def test_papermill_sees_every_parameter(name, expected):
+    "papermill reads the tagged parameters cell (e.g. for --help-notebook); a cell it cannot parse shows up here."
+    assert expected <= set(pm.inspect_notebook(str(NBS / name)))
