@@ -15,8 +15,9 @@ import torch
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'CACHE_VERSION', 'project_root',
            'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10', 'DataNotFoundError',
            'detect_layout', 'candidate_roots', 'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder',
-           'read_image_folder', 'source_signature', 'atomic_save', 'download_cifar10', 'load_cifar10', 'splitmix64',
-           'check_int', 'class_orders', 'subsample', 'indices_hash', 'resolve_device', 'crop_flip', 'Batches']
+           'read_image_folder', 'source_signature', 'atomic_write', 'atomic_save', 'download_cifar10', 'load_cifar10',
+           'splitmix64', 'check_int', 'class_orders', 'subsample', 'indices_hash', 'resolve_device', 'crop_flip',
+           'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -214,14 +215,18 @@ def source_signature(layout, folder) -> str:
     folder = Path(folder).resolve()
     return hashlib.sha1('\n'.join([f'{CACHE_VERSION}|{layout}|{folder}', *_file_stats(folder)]).encode()).hexdigest()
 
-def atomic_save(obj, path):
-    "torch.save to a temporary file beside `path`, then rename: readers see the old file or the new, never half."
+def atomic_write(path, write):
+    "`write(tmp)` to a temporary file beside `path`, then rename it: readers see the old file or the new, never half."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
     os.close(fd)
-    try: torch.save(obj, tmp); os.replace(tmp, path)
+    try: write(tmp); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
+
+def atomic_save(obj, path):
+    "`torch.save` with `atomic_write`."
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 # %% ../nbs/00_data.ipynb #d02ccc66
 def download_cifar10(folder=None) -> Path:
@@ -239,6 +244,7 @@ def load_cifar10(root=None, download=False, cache=None, verbose=False) -> tuple[
         if not download: raise
         target = Path(root or os.environ.get('WAVESCAT_DATA') or data_dir()).expanduser()
         layout, folder = 'batches', download_cifar10(target)
+    folder = Path(folder).resolve()  # records name the data absolutely
     sig = source_signature(layout, folder)
     folder_key = hashlib.sha1(str(Path(folder).resolve()).encode()).hexdigest()[:8]
     cfile = cache_dir(cache) / f'cifar10-{folder_key}-{sig[:16]}.pt'

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import (Batches, ImageSet, atomic_save, indices_hash, load_cifar10, project_root, resolve_device,
+from .data import (Batches, ImageSet, atomic_save, atomic_write, indices_hash, load_cifar10, project_root, resolve_device,
                            subsample)
 
 # %% auto #0
@@ -169,14 +169,9 @@ def _json_safe(o):
     return o
 
 def atomic_write_json(obj, path):
-    "Write `obj` as strict JSON to a temporary file beside `path`, then rename it into place."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f: json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+    "Write `obj` as strict JSON with `atomic_write`."
+    text = json.dumps(_json_safe(obj), indent=1, allow_nan=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 def git_commit() -> str | None:
     "The checkout's commit, with '+dirty' when it has uncommitted changes; None outside git."
