@@ -5,17 +5,19 @@
 # %% ../nbs/04_experiments.ipynb #192d12e6
 from __future__ import annotations
 import json, math, os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .train import CONFIG_RULES, TrainConfig, check_config, default_out_dir, read_record
+from .train import CONFIG_RULES, RECORD_ONLY, TrainConfig, check_config, default_out_dir, read_record
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'PUBLISHED', 'notebook_params', 'check_study', 'experiment_config', 'plot_history', 'plot_first_layer',
-           't_interval', 'seed_summary', 'paired_difference', 'load_records', 'model_label', 'study_tables']
+           't_interval', 'seed_summary', 'paired_difference', 'load_records', 'protocol_label', 'model_label',
+           'study_tables']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -133,34 +135,43 @@ def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
     rows = []
     for f in sorted(Path(out_dir or default_out_dir()).glob('*/record.json')):
         r = json.loads(f.read_text())
-        rows.append({**r['params'], **{k: v for k, v in r['metrics'].items() if k != 'unit'},
+        rows.append({**r['params'], 'protocol': protocol_label(r['params']), **{k: v for k, v in r['metrics'].items() if k != 'unit'},
                      'run_id': r['run_id'], 'time_s': r['time_s'], 'images_per_s': r['images_per_s'],
                      'device': r['device'], 'epochs_done': len(r['history']),
                      **({'history': r['history']} if with_history else {})})
     return pd.DataFrame(rows)
+
+_NAMED = ('model', 'L', 'n_per_class', 'seed', 'epochs')  # shown in their own columns
+
+def protocol_label(params: dict) -> str:
+    "The parameters of a run that differ from `TrainConfig`'s defaults, other than model, L, subset, seed, epochs."
+    default = asdict(TrainConfig())
+    diff = [f'{k}={v}' for k, v in params.items() if k in default and k not in _NAMED + RECORD_ONLY and v != default[k]]
+    return ', '.join(diff) or 'default'
 
 def model_label(model, L=None) -> str:
     return model if L is None or (isinstance(L, float) and math.isnan(L)) else f'{model} L={int(L)}'
 
 # %% ../nbs/04_experiments.ipynb #277d53fc
 def _agg(df):
-    g = df.groupby(['model_label', 'n_per_class', 'epochs'], sort=False)['test_acc']
+    g = df.groupby(['model_label', 'n_per_class', 'epochs', 'protocol'], sort=False)['test_acc']
     return pd.DataFrame({'seeds': g.size(), 'test_acc': g.mean(), 'std': g.std(ddof=1), 'ci95': g.apply(t_interval)}).reset_index()
 
 def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Our results next to `PUBLISHED`: 'baseline', 'L_sweep', 'is_random', 'full_data' (empty where no run fits)."
     if df.empty: return {}
     df = df.assign(model_label=[model_label(m, L) for m, L in zip(df.model, df.L)])
+    if 'protocol' not in df: df = df.assign(protocol='default')
     out = {}
     b = _agg(df[df.model == 'resnet18'])
     b['published'] = b.n_per_class.map(PUBLISHED['baseline'])
-    b = b.sort_values(['n_per_class', 'epochs']).reset_index(drop=True)
+    b = b.sort_values(['n_per_class', 'epochs', 'protocol']).reset_index(drop=True)
     out['baseline'] = b
     v = df[df.model == 'scat_v1']
     s = _agg(v).assign(L=lambda d: d.model_label.str.extract(r'L=(\d+)')[0].astype(int))
     at100 = s.n_per_class == 100  # the published tables are at 100 images per class
     s['published_single_run'] = s.L.map(PUBLISHED['scat_v1_L_sweep_100']).where(at100)
-    out['L_sweep'] = s.sort_values(['n_per_class', 'epochs', 'L']).reset_index(drop=True)
+    out['L_sweep'] = s.sort_values(['n_per_class', 'epochs', 'protocol', 'L']).reset_index(drop=True)
     ir = s[s.L.isin(list(PUBLISHED['is_random_100'])) & at100].copy()
     ir['variance'] = ir['std'] ** 2
     ir['published_mean'] = ir.L.map(lambda L: PUBLISHED['is_random_100'][L][0])
