@@ -16,8 +16,8 @@ __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYO
            'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10', 'DataNotFoundError',
            'detect_layout', 'candidate_roots', 'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder',
            'read_image_folder', 'source_signature', 'atomic_write', 'atomic_save', 'download_cifar10', 'load_cifar10',
-           'splitmix64', 'check_int', 'class_orders', 'subsample', 'indices_hash', 'resolve_device', 'crop_flip',
-           'Batches']
+           'splitmix64', 'is_int', 'check_int', 'class_orders', 'subsample', 'indices_hash', 'resolve_device',
+           'crop_flip', 'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -273,9 +273,13 @@ def splitmix64(x) -> np.ndarray:
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
+def is_int(v) -> bool:
+    "An int (Python or numpy), and not a bool."
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
 def check_int(name, v, lo, hi=None):
     "ValueError naming `name` unless `v` is an int (not a bool) in `lo`..`hi` (no upper bound when `hi` is None)."
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
+    if not is_int(v) or v < lo or (hi is not None and v > hi):
         raise ValueError(f'{name} must be ' + (f'an int in {lo}..{hi}' if hi is not None else f'an int >= {lo}') + f', got {v!r}')
 
 def class_orders(y: torch.Tensor, seed: int) -> list[torch.Tensor]:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_experiments.ipynb #192d12e6
 from __future__ import annotations
-import json, math, os
+import json, math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .train import CONFIG_RULES, RECORD_ONLY, TrainConfig, check_config, default_out_dir, read_record
+from .train import CONFIG_RULES, RECORD_ONLY, TrainConfig, check_config, default_out_dir
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'PUBLISHED', 'notebook_params', 'check_study', 'experiment_config', 'plot_history', 'plot_first_layer',

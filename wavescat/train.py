@@ -4,16 +4,16 @@
 
 # %% ../nbs/03_train.ipynb #63f7751c
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, platform, subprocess, sys, tempfile, time
-from dataclasses import dataclass, field, asdict
+import dataclasses, hashlib, json, math, os, platform, subprocess, sys, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import (Batches, ImageSet, atomic_save, atomic_write, indices_hash, load_cifar10, project_root, resolve_device,
-                           subsample)
+from .data import (Batches, ImageSet, atomic_save, atomic_write, indices_hash, is_int, load_cifar10, project_root,
+                           resolve_device, subsample)
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'RECORD_ONLY', 'CONFIG_RULES', 'TrainConfig', 'default_out_dir', 'run_dir', 'check_config', 'run_id',
@@ -60,7 +60,6 @@ def run_dir(cfg) -> Path:
     return (Path(cfg.out_dir) if cfg.out_dir else default_out_dir()) / run_id(cfg)
 
 # %% ../nbs/03_train.ipynb #5cb2a61f
-def _is_int(v): return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 def _is_num(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 def _valid_device(v):
@@ -70,12 +69,12 @@ def _valid_device(v):
 # (test, description of the valid values) per parameter
 CONFIG_RULES = {
     'model': (lambda v: isinstance(v, str), 'a model name'),
-    'L': (lambda v: v is None or (_is_int(v) and 1 <= v <= 20), 'None or an int in 1..20'),
-    'n_per_class': (lambda v: _is_int(v) and 1 <= v <= 5000, 'an int in 1..5000'),
-    'val_per_class': (lambda v: _is_int(v) and 0 <= v <= 4999, 'an int in 0..4999'),
-    'seed': (lambda v: _is_int(v) and 0 <= v < 2**63, 'an int >= 0'),
-    'epochs': (lambda v: _is_int(v) and 1 <= v <= 100_000, 'an int >= 1'),
-    'batch_size': (lambda v: _is_int(v) and 1 <= v <= 65536, 'an int in 1..65536'),
+    'L': (lambda v: v is None or (is_int(v) and 1 <= v <= 20), 'None or an int in 1..20'),
+    'n_per_class': (lambda v: is_int(v) and 1 <= v <= 5000, 'an int in 1..5000'),
+    'val_per_class': (lambda v: is_int(v) and 0 <= v <= 4999, 'an int in 0..4999'),
+    'seed': (lambda v: is_int(v) and 0 <= v < 2**63, 'an int >= 0'),
+    'epochs': (lambda v: is_int(v) and 1 <= v <= 100_000, 'an int >= 1'),
+    'batch_size': (lambda v: is_int(v) and 1 <= v <= 65536, 'an int in 1..65536'),
     'lr': (lambda v: _is_num(v) and 0 < v <= 10, 'a number in (0, 10]'),
     'momentum': (lambda v: _is_num(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'weight_decay': (lambda v: _is_num(v) and 0 <= v < 1, 'a number in [0, 1)'),
@@ -83,9 +82,9 @@ CONFIG_RULES = {
     'label_smoothing': (lambda v: _is_num(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'augment': (lambda v: isinstance(v, bool), 'True or False'),
     'pad_mode': (lambda v: v in ('zeros', 'reflect'), "'zeros' or 'reflect'"),
-    'test_subset': (lambda v: _is_int(v) and (v == 0 or 10 <= v <= 10000), '0 (full test set) or an int in 10..10000'),
-    'eval_every': (lambda v: _is_int(v) and v >= 0, 'an int >= 0'),
-    'checkpoint_every': (lambda v: _is_int(v) and v >= 1, 'an int >= 1'),
+    'test_subset': (lambda v: is_int(v) and (v == 0 or 10 <= v <= 10000), '0 (full test set) or an int in 10..10000'),
+    'eval_every': (lambda v: is_int(v) and v >= 0, 'an int >= 0'),
+    'checkpoint_every': (lambda v: is_int(v) and v >= 1, 'an int >= 1'),
     'deterministic': (lambda v: isinstance(v, bool), 'True or False'),
     'device': (_valid_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     'data_root': (lambda v: v is None or isinstance(v, (str, os.PathLike)), 'None or a path'),
