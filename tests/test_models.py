@@ -26,7 +26,7 @@ def _through_bytes(state: dict) -> dict:
     buf = io.BytesIO(); torch.save(state, buf); buf.seek(0)
     return torch.load(buf, weights_only=True)
 
-@pytest.mark.parametrize('name,kw', [('scat_v1', dict(L=4)), ('scat_v1', dict(L=13)), ('resnet18', {})])
+@pytest.mark.parametrize('name,kw', [('scat_v1', dict(L=4)), ('scat_v1', dict(L=13)), ('scat_v1', dict(L=4, learnable=True, init='random')), ('resnet18', {})])
 def test_state_dict_roundtrip_gives_identical_outputs(name, kw):
     torch.manual_seed(0)
     m = get_model(name, **kw)
@@ -34,12 +34,35 @@ def test_state_dict_roundtrip_gives_identical_outputs(name, kw):
     m.train(); m(x)  # move the batch-norm running statistics off their initial values
     torch.manual_seed(1)
     fresh = get_model(name, **kw)
-    fresh.load_state_dict(_through_bytes(m.state_dict()))  # strict: same keys, scattering buffers included
+    fresh.load_state_dict(_through_bytes(m.state_dict()))  # strict: same keys (learnable filters included)
     m.eval(); fresh.eval()
     with torch.no_grad(): assert torch.equal(m(x), fresh(x))
 
-def test_scattering_filters_are_in_the_state_dict_not_in_the_parameters():
+def test_fixed_filters_are_neither_parameters_nor_state():
     m = scat_resnet18_v1(L=4)
-    assert any('scattering' in k for k in m.state_dict())
+    assert not any('scattering' in k for k in m.state_dict())  # constants of (J, L, shape): rebuilt, not saved
     assert not any('scattering' in n for n, _ in m.named_parameters())
     assert n_params(m) == RESNET18_CIFAR_PARAMS - 22 * 15  # a scattering channel: 5 parameters instead of 27
+
+def test_learnable_filters_are_parameters_and_state():
+    m = scat_resnet18_v1(L=4, learnable=True)
+    names = [f'conv1.scattering.{k}' for k in ('theta', 'xi', 'sigma', 'slant')]
+    assert [n for n, _ in m.named_parameters() if 'scattering' in n] == names
+    assert all(k in m.state_dict() for k in names)
+    assert n_params(m) == RESNET18_CIFAR_PARAMS - 22 * 15 + 4 * 4
+
+def test_checkpoint_from_the_kymatio_backend_still_loads():
+    "Checkpoints written before the fast scattering carry kymatio's filter buffers; they load, minus those."
+    from wavescat.train import load_model_state
+    from wavescat.scattering import Scattering
+    torch.manual_seed(0)
+    old = scat_resnet18_v1(L=4)
+    old.conv1.scattering = Scattering(1, (32, 32), L=4, max_order=1, backend='kymatio')
+    state = _through_bytes(old.state_dict())
+    assert any('.scattering.kymatio.' in k for k in state)
+    new = scat_resnet18_v1(L=4)
+    load_model_state(new, state)
+    x = torch.randn(2, 3, 32, 32)
+    old.eval(); new.eval()
+    with torch.no_grad(): torch.testing.assert_close(new(x), old(x), rtol=1e-4, atol=1e-4)
+

@@ -36,21 +36,21 @@ def n_params(m: nn.Module, trainable_only=True) -> int:
 # %% ../nbs/02_models.ipynb #783f9cc7
 class ScatStem(nn.Module):
     "v1's first layer: `width` channels = learned 3x3 conv channels, then upsampled J=1 scattering channels."
-    def __init__(self, L: int, in_channels: int = 3, width: int = 64, size: int = 32):
+    def __init__(self, L: int, in_channels: int = 3, width: int = 64, size: int = 32, learnable: bool = False, init: str = 'tight'):
         super().__init__()
         self.n_scat = in_channels * n_scattering_channels(J=1, L=L, max_order=1)  # 3(L+1)
         self.conv = kaiming_init(nn.Conv2d(in_channels, width - self.n_scat, kernel_size=3, stride=1, padding=1, bias=False))
-        self.scattering = Scattering(J=1, shape=(size, size), L=L, max_order=1)
+        self.scattering = Scattering(J=1, shape=(size, size), L=L, max_order=1, learnable=learnable, init=init)
         self.upsample = nn.ConvTranspose2d(self.n_scat, self.n_scat, kernel_size=2, stride=2, groups=self.n_scat)
 
     def scattering_channels(self, x): return self.upsample(self.scattering(x))
     def forward(self, x): return torch.cat([self.conv(x), self.scattering_channels(x)], dim=1)
 
-def scat_resnet18_v1(L: int = 4, num_classes: int = 10) -> nn.Module:
-    "ScatResNet18 v1: the CIFAR ResNet18 whose first conv is a `ScatStem` with `L` orientations (1..20)."
+def scat_resnet18_v1(L: int = 4, num_classes: int = 10, learnable: bool = False, init: str = 'tight') -> nn.Module:
+    "ScatResNet18 v1: the CIFAR ResNet18 whose first conv is a `ScatStem` with `L` orientations (1..20), optionally learnable filters."
     check_int('L', L, 1, 20)
     m = resnet18_cifar(num_classes)
-    m.conv1 = ScatStem(L)
+    m.conv1 = ScatStem(L, learnable=learnable, init=init)
     return m
 
 # %% ../nbs/02_models.ipynb #ad0f7bbd

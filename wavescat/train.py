@@ -16,9 +16,10 @@ from .data import (Batches, ImageSet, atomic_save, atomic_write, indices_hash, i
                            resolve_device, subsample)
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'RECORD_ONLY', 'CONFIG_RULES', 'TrainConfig', 'default_out_dir', 'run_dir', 'check_config', 'run_id',
-           'setup_torch', 'autocast', 'evaluate', 'make_optimizer', 'atomic_write_json', 'git_commit', 'versions',
-           'read_record', 'Progress', 'load_test_set', 'train_epoch', 'train', 'load_run_model']
+__all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'TrainConfig', 'default_out_dir', 'run_dir', 'check_config',
+           'run_id', 'setup_torch', 'autocast', 'evaluate', 'param_groups', 'make_optimizer', 'atomic_write_json',
+           'git_commit', 'versions', 'read_record', 'Progress', 'load_test_set', 'train_epoch', 'train',
+           'learnable_filters', 'model_kwargs', 'load_model_state', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #f749a8dd
 SCHEDULES = ('cosine', 'onecycle', 'plateau', 'constant')
@@ -28,6 +29,9 @@ class TrainConfig:
     "A training run: what to train, on what, and how. Fields marked (record) do not change the result."
     model: str = 'resnet18'          # a name known to `wavescat.models.get_model`
     L: int | None = None             # scattering orientations, for model='scat_v1' (1..20)
+    learnable: bool = False          # scat_v1: learn the Morlet filters' theta, xi, sigma, slant
+    init: str = 'tight'              # scat_v1 with learnable filters: start from the 'tight' frame or 'random'
+    filter_lr: float | None = None   # peak learning rate of the learnable filters (no weight decay); None = lr
     n_per_class: int = 100           # training images per class (seeded, class-balanced, nested subsets)
     val_per_class: int = 0           # validation images per class, from the remaining training images
     seed: int = 0                    # subset, initialisation and batch order
@@ -50,6 +54,7 @@ class TrainConfig:
     out_dir: str | None = None       # (record) runs folder; None = outputs/runs
 
 RECORD_ONLY = ('device', 'data_root', 'download', 'out_dir')  # do not change a run's result, so not its id
+ADDED_LATER = {'learnable': False, 'init': 'tight', 'filter_lr': None}  # in a run's id only when not these defaults
 
 def default_out_dir() -> Path:
     root = project_root()
@@ -70,6 +75,9 @@ def _valid_device(v):
 CONFIG_RULES = {
     'model': (lambda v: isinstance(v, str), 'a model name'),
     'L': (lambda v: v is None or (is_int(v) and 1 <= v <= 20), 'None or an int in 1..20'),
+    'learnable': (lambda v: isinstance(v, bool), 'True or False'),
+    'init': (lambda v: v in ('tight', 'random'), "'tight' or 'random'"),
+    'filter_lr': (lambda v: v is None or (_is_num(v) and 0 < v <= 10), 'None or a number in (0, 10]'),
     'n_per_class': (lambda v: is_int(v) and 1 <= v <= 5000, 'an int in 1..5000'),
     'val_per_class': (lambda v: is_int(v) and 0 <= v <= 4999, 'an int in 0..4999'),
     'seed': (lambda v: is_int(v) and 0 <= v < 2**63, 'an int >= 0'),
@@ -104,6 +112,11 @@ def check_config(**params) -> TrainConfig:
     if cfg.model not in MODELS: raise ValueError(f'Parameter model must be one of {sorted(MODELS)}, got {cfg.model!r}')
     if (cfg.model == 'scat_v1') != (cfg.L is not None):
         raise ValueError(f'Parameter L must be an int in 1..20 for model scat_v1 and None otherwise, got L={cfg.L!r} for {cfg.model!r}')
+    if cfg.learnable and cfg.model != 'scat_v1':
+        raise ValueError(f'Parameter learnable=True needs model scat_v1 (the only model with scattering filters), got {cfg.model!r}')
+    for name in ('init', 'filter_lr'):
+        if getattr(cfg, name) != ADDED_LATER[name] and not cfg.learnable:
+            raise ValueError(f'Parameter {name} only applies with learnable=True, got {name}={getattr(cfg, name)!r} with learnable=False')
     if cfg.n_per_class + cfg.val_per_class > 5000:
         raise ValueError(f'Parameters n_per_class + val_per_class must be <= 5000 (CIFAR-10 has 5000 training images per class), '
                          f'got {cfg.n_per_class} + {cfg.val_per_class}')
@@ -112,7 +125,8 @@ def check_config(**params) -> TrainConfig:
 # %% ../nbs/03_train.ipynb #1490a219
 def run_id(cfg: TrainConfig) -> str:
     "'{model}[-L{L}]-n{n_per_class}-s{seed}-{hash of the result-affecting parameters}'."
-    key = {k: v for k, v in sorted(asdict(cfg).items()) if k not in RECORD_ONLY}
+    key = {k: v for k, v in sorted(asdict(cfg).items())
+           if k not in RECORD_ONLY and not (k in ADDED_LATER and v == ADDED_LATER[k])}
     h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     L = f'-L{cfg.L}' if cfg.L is not None else ''
     return f'{cfg.model}{L}-n{cfg.n_per_class}-s{cfg.seed}-{h}'
@@ -150,16 +164,29 @@ def evaluate(model, ds: ImageSet, device, batch_size=500) -> tuple[float, float]
     return loss / len(ds), 100.0 * correct / len(ds)
 
 # %% ../nbs/03_train.ipynb #56b8451e
+def param_groups(model, cfg: TrainConfig) -> list[dict]:
+    "The network's parameters, then (if any) the learnable scattering filters' in a group of their own."
+    from wavescat.scattering import Scattering
+    filters = {id(p) for m in model.modules() if isinstance(m, Scattering) for p in m.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in filters]
+    groups = [dict(params=rest, lr=cfg.lr, weight_decay=cfg.weight_decay, name='network')]
+    if filters:
+        groups.append(dict(params=[p for p in model.parameters() if id(p) in filters], lr=cfg.filter_lr or cfg.lr,
+                           weight_decay=0.0, name='scattering filters'))
+    return groups
+
 def make_optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg)
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == 'cosine': sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    elif cfg.schedule == 'onecycle': sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    elif cfg.schedule == 'onecycle':
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g['lr'] for g in groups], total_steps=total)
     elif cfg.schedule == 'plateau': sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=10)
     else: sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     return opt, sched
 
-# %% ../nbs/03_train.ipynb #69493616
+# %% ../nbs/03_train.ipynb #b1b8a88e
 def _json_safe(o):
     "NaN/inf (e.g. the accuracy of an empty validation split) become null: strict JSON readers reject NaN."
     if isinstance(o, float) and not math.isfinite(o): return None
@@ -192,7 +219,7 @@ def read_record(folder) -> dict | None:
     f = Path(folder) / "record.json"
     return json.loads(f.read_text()) if f.exists() else None
 
-# %% ../nbs/03_train.ipynb #64acee9b
+# %% ../nbs/03_train.ipynb #cf8a2ee1
 def _hms(s):
     s = int(s); return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else f'{s // 60}m{s % 60:02d}s'
 
@@ -221,7 +248,7 @@ class Progress:
                  f"loss {h['train_loss']:.4f}  acc {h['train_acc']:5.2f}%{val}{test}  lr {h['lr']:.4f}  "
                  f"{h['images_per_s']:,.0f} img/s  {h['seconds']:.1f} s  eta {_hms(eta)}")
 
-# %% ../nbs/03_train.ipynb #cf8a2ee1
+# %% ../nbs/03_train.ipynb #88520df9
 def load_test_set(test: ImageSet, test_subset: int) -> ImageSet:
     "The full test set, or `test_subset` class-balanced test images (a fixed choice, seed 0)."
     return test if test_subset == 0 else subsample(test, max(1, test_subset // len(test.classes)), seed=0)[0]
@@ -257,7 +284,8 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     train_full, test_full = load_cifar10(cfg.data_root, download=cfg.download)
     train_set, val_set = subsample(train_full, cfg.n_per_class, cfg.seed, cfg.val_per_class)
     test_set = load_test_set(test_full, cfg.test_subset)
-    model = get_model(cfg.model, **({'L': cfg.L} if cfg.L is not None else {})).to(device)
+    model = get_model(cfg.model, **model_kwargs(asdict(cfg))).to(device)
+    filters_at_start = learnable_filters(model)
     if device.type == 'cuda': model = model.to(memory_format=torch.channels_last)
     batches = Batches(train_set, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, device=device,
                       pad_mode=cfg.pad_mode)
@@ -266,7 +294,7 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     ckpt_file = folder / 'checkpoint.pt'
     if ckpt_file.exists():
         ck = torch.load(ckpt_file, map_location=device, weights_only=False)
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt']); sched.load_state_dict(ck['sched'])
+        load_model_state(model, ck['model']); opt.load_state_dict(ck['opt']); sched.load_state_dict(ck['sched'])
         history, start, elapsed = ck['history'], ck['epoch'], ck['elapsed']
         print(f'{rid}: resuming from {ckpt_file} after epoch {start}')
     progress = Progress(f'{rid} on {device}', cfg.epochs, start, every=progress_every)
@@ -299,6 +327,7 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
                   val_indices_hash=indices_hash(val_set) if len(val_set) else None,
                   test_indices_hash=indices_hash(test_set) if test_set.idx is not None else 'full'),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+    if filters_at_start is not None: record['filters'] = dict(start=filters_at_start, end=learnable_filters(model))
     record = _json_safe(record)  # what is returned is exactly what a later read gives
     atomic_save(model.state_dict(), folder / 'model.pt')
     atomic_write_json(record, folder / 'record.json')
@@ -306,12 +335,28 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     print(f'{rid}: test {test_acc:.2f}%  train {train_acc:.2f}%  in {_hms(elapsed)} -> {folder}')
     return record
 
+def learnable_filters(model) -> dict | None:
+    "The Morlet parameters of the model's learnable scattering (lists, for the record), or None when it has none."
+    from wavescat.scattering import Scattering
+    for m in model.modules():
+        if isinstance(m, Scattering) and m.learnable: return {k: v.tolist() for k, v in m.morlet_params().items()}
+    return None
+
+def model_kwargs(params: dict) -> dict:
+    "`get_model` keywords from a run's parameters (records written before `learnable` existed lack it)."
+    kw = {'L': params['L']} if params.get('L') is not None else {}
+    if params.get('learnable'): kw.update(learnable=True, init=params.get('init', 'tight'))
+    return kw
+
+def load_model_state(model, state: dict):
+    "Load `state`, ignoring the kymatio filter buffers of checkpoints from before the fast scattering (they are constants)."
+    model.load_state_dict({k: v for k, v in state.items() if '.scattering.kymatio.' not in k})
+
 def load_run_model(folder):
     "The trained model of a finished run."
     from wavescat.models import get_model
     rec = read_record(folder)
     if rec is None: raise FileNotFoundError(f'{folder} has no record.json: the run has not finished')
-    p = rec['params']
-    model = get_model(p['model'], **({'L': p['L']} if p['L'] is not None else {}))
-    model.load_state_dict(torch.load(Path(folder) / 'model.pt', map_location='cpu', weights_only=True))
+    model = get_model(rec['params']['model'], **model_kwargs(rec['params']))
+    load_model_state(model, torch.load(Path(folder) / 'model.pt', map_location='cpu', weights_only=True))
     return model.eval()
