@@ -39,6 +39,16 @@ def test_scat_v1(env):
     assert rec['params']['L'] == 2
     pngs = sorted(p.name for p in folder.glob('*.png'))
     assert 'learning_curves.png' in pngs and 'first_layer_channels.png' in pngs
+    assert 'filters_start_end.png' not in pngs  # fixed filters
+
+def test_scat_v1_learnable(env, tmp_path):
+    nb = execute('scat_v1.ipynb', tmp_path / 'scat_v1.ipynb', L=2, learnable=True, init='random', filter_lr=0.05, **env['common'])
+    assert not errors(nb)
+    (folder,) = [p for p in env['out'].iterdir() if p.name.startswith('scat_v1-L2-n2-s0-') and 'filters' in json.loads((p / 'record.json').read_text())]
+    rec = json.loads((folder / 'record.json').read_text())
+    assert rec['params']['learnable'] is True and rec['params']['init'] == 'random'
+    assert rec['filters']['start'] != rec['filters']['end']  # training moved them
+    assert (folder / 'filters_start_end.png').stat().st_size > 3_000  # a 2x2 grid of filters
 
 def test_is_random_reuses_runs_and_tabulates(env):
     nb = execute('is_random.ipynb', env['tmp'] / 'is_random.ipynb', Ls=[2], n_runs=2, **env['common'])
@@ -79,7 +89,7 @@ def test_bad_L_in_scat_v1(env, tmp_path):
 
 @pytest.mark.parametrize('name, expected', [
     ('baseline.ipynb', {'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
-    ('scat_v1.ipynb', {'L', 'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
+    ('scat_v1.ipynb', {'L', 'learnable', 'init', 'filter_lr', 'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
     ('is_random.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device'}),
     ('report.ipynb', {'out_dir', 'figures_dir'}),
 ])

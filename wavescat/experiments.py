@@ -16,8 +16,8 @@ from .train import CONFIG_RULES, RECORD_ONLY, TrainConfig, check_config, default
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'PUBLISHED', 'notebook_params', 'check_study', 'experiment_config', 'plot_history', 'plot_first_layer',
-           't_interval', 'seed_summary', 'paired_difference', 'load_records', 'protocol_label', 'model_label',
-           'study_tables']
+           'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'load_records', 'protocol_label',
+           'model_label', 'study_tables']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -94,6 +94,17 @@ def plot_first_layer(model, images, n_images=3, n_learned=8, path=None):
     return fig
 
 # %% ../nbs/04_experiments.ipynb #9407d86b
+def plot_learned_filters(record: dict, path=None):
+    "Re psi of a learnable-filter run's wavelets at the start and the end of training (None for fixed filters)."
+    if 'filters' not in record: return None
+    from wavescat.scattering import plot_morlet_filters
+    sets = {label: {k: torch.tensor(v) for k, v in p.items()} for label, p in record['filters'].items()}
+    fig = plot_morlet_filters(sets, L=record['params']['L'])
+    fig.suptitle(f"{record['run_id']}: {fig._suptitle.get_text()}", fontsize=9)
+    if path: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/04_experiments.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
     "Half-width of the Student-t confidence interval of the mean of `x` (nan for fewer than 2 values)."
     from scipy import stats
@@ -116,7 +127,7 @@ def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='
         rows[name] = {'pairs': len(d), 'mean_diff': d.mean(), 'ci95': t_interval(d), 'wins': int((d > 0).sum())}
     return pd.DataFrame(rows).T
 
-# %% ../nbs/04_experiments.ipynb #ee715dde
+# %% ../nbs/04_experiments.ipynb #e5465119
 PUBLISHED = {
     'source': 'course project README (seeds/000): CIFAR-10 adapted ResNet18 and ScatResNet18 v1, 200 epochs, basic augmentation',
     'baseline': {4000: 94.14, 500: 77.02, 100: 46.10},          # per_class -> test accuracy
@@ -129,7 +140,7 @@ PUBLISHED = {
     'full_data': {('resnet18', None): (94.14, 94.89), ('scat_v1', 4): (93.46, 94.19), ('scat_v1', 10): (93.97, 94.55)},  # (test, val)
 }
 
-# %% ../nbs/04_experiments.ipynb #e5465119
+# %% ../nbs/04_experiments.ipynb #277d53fc
 def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
     "One row per finished run under `out_dir` (default outputs/runs): parameters, metrics, time (and history)."
     rows = []
@@ -152,7 +163,7 @@ def protocol_label(params: dict) -> str:
 def model_label(model, L=None) -> str:
     return model if L is None or (isinstance(L, float) and math.isnan(L)) else f'{model} L={int(L)}'
 
-# %% ../nbs/04_experiments.ipynb #277d53fc
+# %% ../nbs/04_experiments.ipynb #2a8d37f7
 def _agg(df):
     g = df.groupby(['model_label', 'n_per_class', 'epochs', 'protocol'], sort=False)['test_acc']
     return pd.DataFrame({'seeds': g.size(), 'test_acc': g.mean(), 'std': g.std(ddof=1), 'ci95': g.apply(t_interval)}).reset_index()

@@ -147,7 +147,9 @@ class Modulus(torch.autograd.Function):
     def backward(ctx, g):
         z, u = ctx.saved_tensors
         w = g / u.clamp_min(torch.finfo(u.dtype).tiny)  # u == 0 only where z == 0, which then gets 0
-        return torch.view_as_complex(torch.view_as_real(z) * w[..., None])
+        zr = torch.view_as_real(z); out = torch.empty_like(zr)
+        torch.mul(zr[..., 0], w, out=out[..., 0]); torch.mul(zr[..., 1], w, out=out[..., 1])
+        return torch.view_as_complex(out)
 
 # %% ../nbs/01_scattering.ipynb #df33c993
 BACKENDS = ('wavescat', 'kymatio')
@@ -215,18 +217,26 @@ class Scattering(nn.Module):
         if self.backend == 'kymatio':
             return self.kymatio(x.contiguous()).reshape(B, *self.out_shape(C))  # kymatio needs a contiguous tensor
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        xs = x.reshape(B * C, 1, *self.shape).to(dtype)
         with torch.autocast(x.device.type, enabled=False):
-            S = self._scatter(x.reshape(B * C, 1, *self.shape).to(dtype))
+            cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+            psi = self.wavelets(cdtype) if self.learnable else {k: b.to(cdtype) for k, b in self.named_buffers() if k.startswith('psi')}
+            S = torch.cat([self._scatter(c, psi) for c in xs.split(self.chunk_size(xs))])
         return S.reshape(B, *self.out_shape(C)).to(x.dtype)
+
+    def chunk_size(self, xs) -> int:
+        "Image-channels per chunk: on CPU, enough that the largest intermediate stays in cache (~16 MiB); else all."
+        if xs.device.type != 'cpu': return max(1, len(xs))
+        M, N = self.padded
+        per = xs.element_size() * 2 * self.L * M * N * (self.L / 4 if self.max_order == 2 and self.J > 1 else 1)
+        return max(1, int(16 * 2 ** 20 // per))
 
     def _lowpass(self, u, res):
         A, B = getattr(self, f'phi_rows{res}'), getattr(self, f'phi_cols{res}')
         return A.T.to(u.dtype) @ u @ B.to(u.dtype)
 
-    def _scatter(self, x):
-        "(n, 1, H, W) -> (n, K, H', W')."
-        cdtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
-        psi = self.wavelets(cdtype) if self.learnable else {k: b.to(cdtype) for k, b in self.named_buffers() if k.startswith('psi')}
+    def _scatter(self, x, psi):
+        "(n, 1, H, W) -> (n, K, H', W') with wavelets `psi` (as from `wavelets`)."
         xp = F.pad(x, self.pads, mode='reflect')[:, 0]  # (n, M', N')
         out, order2 = [self._lowpass(xp, 0)[:, None]], []
         x_hat = torch.fft.fft2(xp)[:, None]
