@@ -120,10 +120,15 @@ def fold(z_hat: torch.Tensor, k: int) -> torch.Tensor:
 
 def filter_fold(u_hat: torch.Tensor, psi: torch.Tensor, k: int) -> torch.Tensor:
     "`fold(u_hat[:, :, None] * psi, k)` for u_hat (n, C, M, N) and filters psi (F, M, N) -> (n, C, F, M/k, N/k)."
-    n, C, M, N = u_hat.shape; F_, m, w = psi.shape[0], M // k, N // k
-    a = u_hat.reshape(n * C, k, m, k, w).permute(2, 4, 0, 1, 3).reshape(m * w, n * C, k * k)
-    b = psi.reshape(F_, k, m, k, w).permute(2, 4, 1, 3, 0).reshape(m * w, k * k, F_) / (k * k)
-    return (a @ b).reshape(m, w, n, C, F_).permute(2, 3, 4, 0, 1)  # a matrix product per folded frequency
+    if k == 1: return u_hat[:, :, None] * psi
+    n, C, M, N = u_hat.shape; m, w = M // k, N // k
+    u = u_hat.reshape(n, C, 1, k, m, k, w)
+    p = (psi / (k * k)).reshape(-1, k, m, k, w)
+    out = u[:, :, :, 0, :, 0] * p[:, 0, :, 0]  # sum the k*k folded copies one at a time: no full-size product
+    for a in range(k):
+        for b in range(k):
+            if a or b: out = out.addcmul_(u[:, :, :, a, :, b], p[:, a, :, b])
+    return out
 
 def lowpass_matrices(phi_hat: torch.Tensor, k: int, out_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     "(A, B) such that A.T @ u @ B = unpad(subsample_k(u circularly convolved with phi)), for separable `phi_hat`."
@@ -241,7 +246,7 @@ class Scattering(nn.Module):
         out, order2 = [self._lowpass(xp, 0)[:, None]], []
         x_hat = torch.fft.fft2(xp)[:, None]
         for j1 in range(self.J):
-            u1 = Modulus.apply(torch.fft.ifft2(fold(x_hat * psi[f'psi{j1}_0'], 2 ** j1)))  # (n, L, M'/2^j1, N'/2^j1)
+            u1 = Modulus.apply(torch.fft.ifft2(filter_fold(x_hat, psi[f'psi{j1}_0'], 2 ** j1).flatten(1, 2)))  # (n, L, M'/2^j1, N'/2^j1)
             out.append(self._lowpass(u1, j1))
             if self.max_order == 2 and j1 < self.J - 1:
                 u1_hat = torch.fft.fft2(u1)
