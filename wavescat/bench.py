@@ -16,7 +16,7 @@ from .models import get_model
 
 # %% auto #0
 __all__ = ['SCATTERING_CONFIGS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn', 'bench_train_step',
-           'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'main']
+           'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'readme_speed', 'main']
 
 # %% ../nbs/05_bench.ipynb #db9d27e8
 def sync(device: torch.device):
@@ -136,6 +136,20 @@ def format_table(res: dict) -> str:
     for r in res['train_step']: lines.append(f"| {r['model']} | {r['step_ms']:.0f} ms | {r['images_per_s']:.1f} | {r['ratio']:.2f} |")
     it = res['iterator']
     lines += ['', f"data iterator: {it['images_per_s']:,.0f} images/s (one augmented epoch of {it['images']} images, batch {it['batch']})"]
+    return '\n'.join(lines)
+
+def readme_speed(res: dict) -> str:
+    "The README's speed table and summary, from a `run_bench` result (README.md quotes it; a test keeps them equal)."
+    lines = ['| scattering of %d x 3 x 32 x 32 | forward, kymatio / wavescat | speed-up | forward+backward (to the input) | speed-up '
+             '| learnable filters, forward+backward |' % res['scattering'][0]['batch'], '|---|---|---|---|---|---|']
+    for r in res['scattering']:
+        lines.append(f"| J={r['J']}, L={r['L']}, order {r['max_order']} | {r['kymatio_fwd_ms']:.0f} / {r['wavescat_fwd_ms']:.0f} ms "
+                     f"| **{r['speedup_fwd']:.1f}x** | {r['kymatio_fwd_bwd_ms']:.0f} / {r['wavescat_fwd_bwd_ms']:.0f} ms "
+                     f"| **{r['speedup_fwd_bwd']:.1f}x** | {r['learnable_fwd_bwd_ms']:.0f} ms |")
+    (b, s), it = res['train_step'], res['iterator']
+    lines += ['', f"A training step (forward, backward, SGD update, batch {b['batch']}): ResNet18 {b['step_ms'] / 1000:.2f} s, "
+              f"ScatResNet18 v1 (L=4) {s['step_ms'] / 1000:.2f} s, ratio **{s['ratio']:.2f}**. The augmenting iterator delivers "
+              f"{it['images_per_s']:,.0f} images/s."]
     return '\n'.join(lines)
 
 def main(argv=None):
