@@ -178,6 +178,7 @@ class Scattering(nn.Module):
         if backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         if not isinstance(learnable, bool): raise ValueError(f'learnable must be True or False, got {learnable!r}')
         if learnable and backend != 'wavescat': raise ValueError("learnable=True needs backend='wavescat' (kymatio's filters are fixed)")
+        if init != 'tight' and backend != 'wavescat': raise ValueError("init='random' needs backend='wavescat' (kymatio's filters are its tight frame)")
         self.J, self.L, self.max_order, self.backend, self.learnable = int(J), int(L), int(max_order), backend, learnable
         self.shape = check_shape(shape, J)
         self.K = n_scattering_channels(self.J, self.L, self.max_order)
