@@ -309,7 +309,8 @@ def plot_morlet_filters(param_sets: dict[str, dict], L: int, size: int | None = 
     import matplotlib.pyplot as plt
     first = next(iter(param_sets.values()))
     J = len(first['theta']) // L
-    size = size or min(33, 2 * math.ceil(3 * 0.8 * 2 ** (J - 1) * max(1, 4 / L)) + 1)
+    widest = max(float((p['sigma'].abs() / p['slant'].abs().clamp(max=1)).max()) for p in param_sets.values())
+    size = size or min(33, 2 * math.ceil(3 * widest) + 1)  # 3 envelope widths along the longer axis
     rows = [(label, j) for j in range(J) for label in param_sets]
     fig, axs = plt.subplots(len(rows), L, figsize=(1.1 * L, 1.15 * len(rows)), squeeze=False)
     for r, (label, j) in enumerate(rows):
