@@ -16,7 +16,7 @@ from .models import get_model
 
 # %% auto #0
 __all__ = ['SCATTERING_CONFIGS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn', 'bench_train_step',
-           'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'readme_speed', 'main']
+           'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'main']
 
 # %% ../nbs/05_bench.ipynb #db9d27e8
 def sync(device: torch.device):
@@ -124,22 +124,7 @@ def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
     return out
 
 def format_table(res: dict) -> str:
-    "The results as markdown tables."
-    lines = ['| scattering (batch %d x 3 x 32 x 32) | kymatio | wavescat | speed-up | learnable fwd+bwd |' % res['scattering'][0]['batch'],
-             '|---|---|---|---|---|']
-    for r in res['scattering']:
-        cfg = f"J={r['J']} L={r['L']} order {r['max_order']}"
-        lines.append(f"| {cfg} forward | {r['kymatio_fwd_ms']:.1f} ms | {r['wavescat_fwd_ms']:.1f} ms | {r['speedup_fwd']:.1f}x | |")
-        lines.append(f"| {cfg} forward+backward | {r['kymatio_fwd_bwd_ms']:.1f} ms | {r['wavescat_fwd_bwd_ms']:.1f} ms | "
-                     f"{r['speedup_fwd_bwd']:.1f}x | {r['learnable_fwd_bwd_ms']:.1f} ms |")
-    lines += ['', '| training step (batch %d) | step | images/s | ratio to first |' % res['train_step'][0]['batch'], '|---|---|---|---|']
-    for r in res['train_step']: lines.append(f"| {r['model']} | {r['step_ms']:.0f} ms | {r['images_per_s']:.1f} | {r['ratio']:.2f} |")
-    it = res['iterator']
-    lines += ['', f"data iterator: {it['images_per_s']:,.0f} images/s (one augmented epoch of {it['images']} images, batch {it['batch']})"]
-    return '\n'.join(lines)
-
-def readme_speed(res: dict) -> str:
-    "The README's speed table and summary, from a `run_bench` result (README.md quotes it; a test keeps them equal)."
+    "A `run_bench` result as markdown: what `main` prints and the README quotes (index.ipynb checks they agree)."
     lines = ['| scattering of %d x 3 x 32 x 32 | forward, kymatio / wavescat | speed-up | forward+backward (to the input) | speed-up '
              '| learnable filters, forward+backward |' % res['scattering'][0]['batch'], '|---|---|---|---|---|---|']
     for r in res['scattering']:

@@ -99,8 +99,7 @@ def plot_learned_filters(record: dict, path=None):
     if 'filters' not in record: return None
     from wavescat.scattering import plot_morlet_filters
     sets = {label: {k: torch.tensor(v) for k, v in p.items()} for label, p in record['filters'].items()}
-    fig = plot_morlet_filters(sets, L=record['params']['L'])
-    fig.suptitle(f"{record['run_id']}: {fig._suptitle.get_text()}", fontsize=9)
+    fig = plot_morlet_filters(sets, L=record['params']['L'], title=f"{record['run_id']}: ")
     if path: fig.savefig(path, dpi=110)
     return fig
 

@@ -304,7 +304,7 @@ def morlet_spatial(params: dict, size: int) -> torch.Tensor:
     "The wavelets with `params` in space on a `size` x `size` grid, centred: (F, size, size) complex."
     return torch.fft.fftshift(morlet_2d(size, size, *(params[k].detach().double().cpu() for k in MORLET_PARAMS)), dim=(-2, -1))
 
-def plot_morlet_filters(param_sets: dict[str, dict], L: int, size: int | None = None):
+def plot_morlet_filters(param_sets: dict[str, dict], L: int, size: int | None = None, title: str = ''):
     "Re psi in space for each labelled parameter set (e.g. {'before': p0, 'after': p1}): a row per (set, scale), a column per angle."
     import matplotlib.pyplot as plt
     first = next(iter(param_sets.values()))
@@ -319,6 +319,6 @@ def plot_morlet_filters(param_sets: dict[str, dict], L: int, size: int | None = 
             ax = axs[r, t]; m = f[t].abs().max()
             ax.imshow(f[t], cmap='RdBu_r', vmin=-m, vmax=m); ax.set_xticks([]); ax.set_yticks([])
         axs[r, 0].set_ylabel(f'{label}\nj={j}', fontsize=8)
-    fig.suptitle(f'Re ψ of the {J * L} Morlet wavelets ({size}x{size} px)', fontsize=9)
+    fig.suptitle(f'{title}Re ψ of the {J * L} Morlet wavelets ({size}x{size} px)', fontsize=9)
     fig.tight_layout()
     return fig
