@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #63f7751c
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, platform, subprocess, sys, time
+import dataclasses, hashlib, importlib.metadata, json, math, os, platform, re, subprocess, sys, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -16,9 +16,10 @@ from .data import (Batches, ImageSet, atomic_save, atomic_write, indices_hash, i
                            resolve_device, subsample)
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'TrainConfig', 'default_out_dir', 'run_dir', 'check_config',
-           'run_id', 'setup_torch', 'autocast', 'evaluate', 'param_groups', 'make_optimizer', 'atomic_write_json',
-           'git_commit', 'versions', 'read_record', 'Progress', 'load_test_set', 'train_epoch', 'train',
+__all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'LOCK_FILE', 'NOT_LOCKED', 'TrainConfig', 'default_out_dir',
+           'run_dir', 'check_config', 'run_id', 'setup_torch', 'autocast', 'evaluate', 'param_groups', 'make_optimizer',
+           'atomic_write_json', 'git_commit', 'versions', 'read_record', 'canonical_name', 'lock_pins',
+           'installed_packages', 'environment', 'Progress', 'load_test_set', 'train_epoch', 'train',
            'learnable_filters', 'model_kwargs', 'load_model_state', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #f749a8dd
@@ -211,13 +212,47 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError): return None
 
 def versions() -> dict:
+    "The key packages' versions, the commit, and the environment as a whole (`environment`)."
     import torchvision, kymatio, wavescat
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-                kymatio=kymatio.__version__, wavescat=wavescat.__version__, git=git_commit())
+                kymatio=kymatio.__version__, wavescat=wavescat.__version__, git=git_commit(), **environment())
 
 def read_record(folder) -> dict | None:
     f = Path(folder) / "record.json"
     return json.loads(f.read_text()) if f.exists() else None
+
+# %% ../nbs/03_train.ipynb #385368b9
+LOCK_FILE = 'requirements.lock'
+NOT_LOCKED = ('pip', 'uv', 'wavescat')  # what ./run installs beside the lock
+
+def canonical_name(name: str) -> str:
+    "A package name as package indexes compare them (PEP 503)."
+    return re.sub(r'[-_.]+', '-', name).lower()
+
+def lock_pins(path) -> dict[str, str]:
+    "{package: version} from the `name==version` lines of a requirements lock file."
+    pins = (re.match(r'([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)', line) for line in Path(path).read_text().splitlines())
+    return {canonical_name(m[1]): m[2] for m in pins if m}
+
+def installed_packages() -> dict[str, str]:
+    "{package: version} of every distribution this interpreter sees, but those in `NOT_LOCKED`."
+    found = {canonical_name(d.metadata['Name']): d.version for d in importlib.metadata.distributions()}
+    return {k: v for k, v in sorted(found.items()) if k not in NOT_LOCKED}
+
+def _sha16(b: bytes) -> str: return hashlib.sha256(b).hexdigest()[:16]
+
+def environment(lock_file=None) -> dict:
+    "`packages`: a hash of the installed packages; `lock`: the lock file's hash when they are exactly its pins, else None."
+    pkgs = installed_packages()
+    env = dict(packages=_sha16(json.dumps(pkgs).encode()), lock=None)
+    root = project_root()
+    lock = Path(lock_file) if lock_file else (root / LOCK_FILE if root else None)
+    if lock is None or not lock.is_file(): return env
+    pins = lock_pins(lock)
+    differ = [f'{k}: locked {pins.get(k)}, installed {pkgs.get(k)}' for k in sorted(pins.keys() | pkgs.keys()) if pins.get(k) != pkgs.get(k)]
+    if differ: env['lock_differences'] = differ
+    else: env['lock'] = _sha16(lock.read_bytes())
+    return env
 
 # %% ../nbs/03_train.ipynb #cf8a2ee1
 def _hms(s):
