@@ -47,9 +47,30 @@ def test_record_keys(tiny, tmp_path):
     assert set(rec['versions']) >= {'python', 'torch', 'kymatio', 'wavescat', 'git'}
     assert rec['data']['n_train'] == 20 and rec['data']['n_val'] == 10 and len(rec['data']['train_indices_hash']) == 16
 
-def test_training_learns_the_fake_colours(fake_cifar, tmp_path, monkeypatch):
-    "Each fake class has its own colour: a few epochs must beat chance (10 %) clearly."
+LEARNING_RUN = dict(model='resnet18', n_per_class=5, epochs=8, batch_size=10, lr=0.01, schedule='onecycle', augment=False,
+                    device='cpu', progress_every=float('inf'))
+
+def learned(metrics) -> bool:
+    "Far from chance (10 %, cross-entropy ln 10 = 2.30) on the training images, measured without augmentation."
+    return metrics['train_acc'] >= 50 and metrics['train_loss'] <= 1.2
+
+@pytest.fixture
+def learning_run(fake_cifar, tmp_path, monkeypatch):
     monkeypatch.setenv('WAVESCAT_CACHE', str(tmp_path / 'cache'))
-    rec = train(model='resnet18', n_per_class=5, epochs=8, batch_size=10, lr=0.05, augment=False, data_root=str(fake_cifar['batches']),
-                device='cpu', out_dir=str(tmp_path), progress_every=float('inf'))
-    assert rec['metrics']['train_acc'] >= 60, rec['metrics']
+    return lambda: train(**LEARNING_RUN, data_root=str(fake_cifar['batches']), out_dir=str(tmp_path))
+
+def test_training_learns_the_fake_colours(learning_run):
+    """Each fake class has its own colour: any correct trainer fits the 50 training images, on any torch version.
+
+    Margin of `LEARNING_RUN`, measured once over seeds 0-19 (`/tmp` script, not kept): train accuracy 80-100 %
+    (median 98) and loss 0.03-0.40, the same numbers with torch 2.15.0 (the lock) and 2.14.1; a trainer whose
+    optimiser never steps (the test below) 8-12 % and 2.34-2.59 over seeds 0-4. `learned` asks for >= 50 % and
+    <= 1.2, about midway. (The earlier version of this test, lr 0.05 with a plain cosine, gave 30-60 % over 8 seeds on
+    torch 2.15: its loss spiked to 5-10 mid-run, so it passed or failed by the random stream.)"""
+    rec = learning_run()
+    assert learned(rec['metrics']), rec['metrics']
+
+def test_the_learning_check_fails_a_trainer_that_does_not_step(learning_run, monkeypatch):
+    monkeypatch.setattr(torch.optim.SGD, 'step', lambda self, closure=None: None)
+    rec = learning_run()
+    assert not learned(rec['metrics']), rec['metrics']
