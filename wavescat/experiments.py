@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 import torch
 
 from .train import CONFIG_RULES, RECORD_ONLY, TrainConfig, check_config, default_out_dir
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'PUBLISHED', 'notebook_params', 'check_study', 'experiment_config', 'plot_history', 'plot_first_layer',
-           'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'load_records', 'protocol_label',
-           'model_label', 'study_tables']
+           'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'verdict', 'load_records',
+           'protocol_label', 'model_label', 'study_tables']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -106,25 +107,44 @@ def plot_learned_filters(record: dict, path=None):
 # %% ../nbs/04_experiments.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
     "Half-width of the Student-t confidence interval of the mean of `x` (nan for fewer than 2 values)."
-    from scipy import stats
     x = np.asarray(x, dtype=float)
     if len(x) < 2: return float('nan')
-    return float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * stats.sem(x))
 
 def seed_summary(df: pd.DataFrame, by='model', value='test_acc') -> pd.DataFrame:
-    "n, mean, std, variance and 95 % interval of `value` per `by` group."
+    "n, mean, std, variance and 95 % interval (half-width `ci95`) of `value` per `by` group."
     g = df.groupby(by, sort=False)[value]
     return pd.DataFrame({'n': g.size(), 'mean': g.mean(), 'std': g.std(ddof=1), 'variance': g.var(ddof=1),
                          'ci95': g.apply(t_interval)})
 
+# %% ../nbs/04_experiments.ipynb #4e6635ee
 def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='test_acc') -> pd.DataFrame:
-    "Per model: mean and 95 % interval of (model - baseline) over the seeds both have, and how often it wins."
+    "Per model: (model - baseline) over the seeds both have: mean, 95 % interval, t-test and Wilcoxon p-values, wins."
     base = df[df[by] == baseline].set_index('seed')[value]
     rows = {}
     for name, g in df[df[by] != baseline].groupby(by, sort=False):
-        d = (g.set_index('seed')[value] - base).dropna()
-        rows[name] = {'pairs': len(d), 'mean_diff': d.mean(), 'ci95': t_interval(d), 'wins': int((d > 0).sum())}
-    return pd.DataFrame(rows).T
+        pair = pd.concat([g.set_index('seed')[value], base], axis=1, keys=['model', 'base']).dropna()
+        d = pair.model - pair.base
+        row = dict(pairs=len(d), mean_diff=d.mean(), ci95_low=np.nan, ci95_high=np.nan, p_ttest=np.nan,
+                   p_wilcoxon=np.nan, wins=int((d > 0).sum()), losses=int((d < 0).sum()))
+        if len(d) >= 2 and d.std() > 0:
+            t = stats.ttest_rel(pair.model, pair.base)
+            row.update(zip(('ci95_low', 'ci95_high'), t.confidence_interval(0.95)), p_ttest=t.pvalue,
+                       p_wilcoxon=stats.wilcoxon(d).pvalue)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+def verdict(row, model: str, baseline: str, unit='points') -> str:
+    "One sentence on a `paired_difference` row, computed from its numbers (significance: the 95 % interval excludes 0)."
+    head = f"{model} vs {baseline} over {row['pairs']} paired seeds: {row['mean_diff']:+.2f} {unit}"
+    if not row['pairs'] >= 2 or np.isnan(row['ci95_low']):
+        return head + ' (too few pairs, or no spread, for an interval): no conclusion.'
+    stats_ = (f" (95 % interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}; paired t-test p = {row['p_ttest']:.3g}, "
+              f"Wilcoxon p = {row['p_wilcoxon']:.3g}; better on {row['wins']} of {row['pairs']} seeds)")
+    if row['ci95_low'] > 0: end = f'{model} is better, significantly at the 5 % level.'
+    elif row['ci95_high'] < 0: end = f'{model} is worse, significantly at the 5 % level.'
+    else: end = 'the difference is not significant at the 5 % level.'
+    return head + stats_ + ': ' + end
 
 # %% ../nbs/04_experiments.ipynb #e5465119
 PUBLISHED = {
