@@ -1,0 +1,79 @@
+"Sweeps across real worker processes: a 2-worker cluster, a worker killed mid-run, a sweep that trains nothing."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+from distributed import Client, LocalCluster
+from wavescat.sweep import grid, sweep
+from wavescat.train import train
+
+pytestmark = pytest.mark.slow
+
+def tiny(fake_cifar, out_dir, **kw):
+    return dict(n_per_class=2, batch_size=4, test_subset=10, device='cpu', data_root=str(fake_cifar['batches']),
+                out_dir=str(out_dir), **kw)
+
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv('WAVESCAT_CACHE', str(tmp_path / 'cache'))
+
+def test_two_workers_run_four_runs_and_a_failure_stops_none(fake_cifar, tmp_path, cache_env):
+    configs = grid(model='scat_v1', L=[1, 2], seed=[0, 1], epochs=1, **tiny(fake_cifar, tmp_path / 'runs'))
+    configs[1] = grid(model='scat_v1', L=1, seed=1, epochs=1, **{**tiny(fake_cifar, tmp_path / 'runs'), 'data_root': str(tmp_path / 'missing')})[0]
+    with LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, Client(cluster) as client:
+        res = sweep(configs, client=client, progress_every=5)
+    assert res.status.tolist() == ['finished', 'failed', 'finished', 'finished']
+    assert 'missing' in res.error[1] and 'load_cifar10' in res.traceback[1]
+    assert all((tmp_path / 'runs' / r / 'record.json').exists() for r in res.run_id[[0, 2, 3]])
+
+def _start(cmd, log, env):
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+def _wait_for(predicate, timeout, what):
+    t0 = time.time()
+    while not predicate():
+        if time.time() - t0 > timeout: raise TimeoutError(f'waited {timeout} s for {what}')
+        time.sleep(0.05)
+
+def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_path, cache_env):
+    "dask scheduler + 2 dask workers on 127.0.0.1; the sweep goes through `--scheduler`; one worker is killed -9 mid-run."
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    out = tmp_path / 'runs'
+    run = tiny(fake_cifar, out, epochs=4, checkpoint_every=1)
+    procs, logs = [], open(tmp_path / 'cluster.log', 'w')
+    try:
+        sfile = tmp_path / 'scheduler.json'
+        procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', '0',
+                             '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
+        _wait_for(sfile.exists, 60, 'the scheduler file')
+        address = json.loads(sfile.read_text())['address']
+        workers = [_start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1', '--no-nanny',
+                           '--host', '127.0.0.1', '--no-dashboard'], logs, env) for _ in range(2)]
+        procs += workers
+        flags = [f'--{k.replace("_", "-")}={v}' for k, v in run.items()]
+        cli = subprocess.Popen([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1', *flags,
+                                '--scheduler', address, '--progress-every', '5'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env, start_new_session=True)
+        procs.append(cli)
+        ckpts = lambda: list(out.glob('*/checkpoint.pt'))
+        _wait_for(lambda: len(ckpts()) == 2 or cli.poll() is not None, 240, 'both runs to write a checkpoint')
+        assert cli.poll() is None, cli.stdout.read()
+        assert not list(out.glob('*/record.json'))  # both mid-run
+        os.kill(workers[0].pid, signal.SIGKILL)
+        stdout, _ = cli.communicate(timeout=300)
+        assert cli.returncode == 0, stdout
+    finally:
+        for p in procs:
+            if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+        logs.close()
+    records = sorted(out.glob('*/record.json'))
+    assert len(records) == 2 and not list(out.glob('*/checkpoint.pt'))
+    for f in records:
+        rec = json.loads(f.read_text())
+        assert [h['epoch'] for h in rec['history']] == list(range(1, 5))  # every epoch, once
+        alone = train(**{**run, 'out_dir': str(tmp_path / 'alone'), 'seed': rec['params']['seed']}, progress_every=float('inf'))
+        assert rec['run_id'] == alone['run_id'] and rec['metrics'] == alone['metrics']
+    again = subprocess.run([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1', *flags,
+                            '--scheduler', 'tcp://127.0.0.1:9'], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr  # finished runs are read: no cluster is even contacted
+    assert again.stdout.count('earlier') >= 2, again.stdout
