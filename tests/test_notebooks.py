@@ -50,14 +50,25 @@ def test_scat_v1_learnable(env, tmp_path):
     assert rec['filters']['start'] != rec['filters']['end']  # training moved them
     assert (folder / 'filters_start_end.png').stat().st_size > 3_000  # a 2x2 grid of filters
 
-def test_is_random_reuses_runs_and_tabulates(env):
-    nb = execute('is_random.ipynb', env['tmp'] / 'is_random.ipynb', Ls=[2], n_runs=2, **env['common'])
+def outputs_text(nb) -> str: return json.dumps([c.get('outputs') for c in nb.cells])
+
+def test_is_random_runs_a_sweep_then_reuses_it(env, tmp_path):
+    common = {**env['common'], 'out_dir': str(tmp_path / 'runs')}
+    nb = execute('is_random.ipynb', tmp_path / 'is_random.ipynb', Ls=[2], n_runs=2, **common)
     assert not errors(nb)
-    assert len(list(env['out'].glob('*/record.json'))) >= 4  # baseline and L=2, seeds 0 and 1
-    text = json.dumps([c.get('outputs') for c in nb.cells])
-    assert 'finished earlier' in text  # seed 0 runs came from the tests above
-    (study,) = (env['tmp'] / 'studies').iterdir()
+    assert len(list((tmp_path / 'runs').glob('*/record.json'))) == 4  # baseline and L=2, seeds 0 and 1
+    (study,) = (tmp_path / 'studies').iterdir()
     assert (study / 'is_random.png').exists() and (study / 'summary.csv').exists()
+    assert 'scat_v1 L=2 vs resnet18 over 2 paired seeds' in outputs_text(nb)  # the computed verdict
+    again = execute('is_random.ipynb', tmp_path / 'again.ipynb', Ls=[2], n_runs=2, **common)
+    assert not errors(again) and '4/4 done (4 earlier)' in outputs_text(again) and 'submitted' not in outputs_text(again)
+
+def test_l_sweep(env, tmp_path):
+    nb = execute('l_sweep.ipynb', tmp_path / 'l_sweep.ipynb', Ls=[1, 3], **{**env['common'], 'out_dir': str(tmp_path / 'runs')})
+    assert not errors(nb)
+    assert sorted(p.name.split('-n2')[0] for p in (tmp_path / 'runs').iterdir()) == ['resnet18', 'scat_v1-L1', 'scat_v1-L3']
+    (study,) = (tmp_path / 'studies').iterdir()
+    assert (study / 'l_sweep.png').stat().st_size > 10_000
 
 def test_report(env):
     figs = env['tmp'] / 'figures'
@@ -90,7 +101,8 @@ def test_bad_L_in_scat_v1(env, tmp_path):
 @pytest.mark.parametrize('name, expected', [
     ('baseline.ipynb', {'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
     ('scat_v1.ipynb', {'L', 'learnable', 'init', 'filter_lr', 'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
-    ('is_random.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device'}),
+    ('is_random.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device', 'scheduler'}),
+    ('l_sweep.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device', 'scheduler'}),
     ('report.ipynb', {'out_dir', 'figures_dir'}),
 ])
 def test_papermill_sees_every_parameter(name, expected):

@@ -30,10 +30,11 @@ STUDY_RULES = {
     'Ls': (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(CONFIG_RULES['L'][0](x) and x is not None for x in v),
            'a non-empty list of ints in 1..20'),
     'n_runs': (lambda v: CONFIG_RULES['seed'][0](v) and 1 <= v <= 100, 'an int in 1..100'),
+    'scheduler': (lambda v: v is None or (isinstance(v, str) and '://' in v), "None or a Dask scheduler address like 'tcp://host:8786'"),
 }
 
 def check_study(**params) -> tuple[dict, TrainConfig]:
-    "Split study parameters (`Ls`, `n_runs`) from run parameters, checking both; returns (study, base config)."
+    "Split study parameters (`Ls`, `n_runs`, `scheduler`) from run parameters, checking both; returns (study, base config)."
     study = {}
     for k in list(params):
         if k in STUDY_RULES:
@@ -136,11 +137,12 @@ def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='
 
 def verdict(row, model: str, baseline: str, unit='points') -> str:
     "One sentence on a `paired_difference` row, computed from its numbers (significance: the 95 % interval excludes 0)."
-    head = f"{model} vs {baseline} over {row['pairs']} paired seeds: {row['mean_diff']:+.2f} {unit}"
-    if not row['pairs'] >= 2 or np.isnan(row['ci95_low']):
+    pairs, wins = int(row['pairs']), int(row['wins'])  # (a row of a mixed frame holds them as floats)
+    head = f"{model} vs {baseline} over {pairs} paired seeds: {row['mean_diff']:+.2f} {unit}"
+    if pairs < 2 or np.isnan(row['ci95_low']):
         return head + ' (too few pairs, or no spread, for an interval): no conclusion.'
     stats_ = (f" (95 % interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}; paired t-test p = {row['p_ttest']:.3g}, "
-              f"Wilcoxon p = {row['p_wilcoxon']:.3g}; better on {row['wins']} of {row['pairs']} seeds)")
+              f"Wilcoxon p = {row['p_wilcoxon']:.3g}; better on {wins} of {pairs} seeds)")
     if row['ci95_low'] > 0: end = f'{model} is better, significantly at the 5 % level.'
     elif row['ci95_high'] < 0: end = f'{model} is worse, significantly at the 5 % level.'
     else: end = 'the difference is not significant at the 5 % level.'

@@ -16,7 +16,7 @@ from .train import TrainConfig, check_config, run_dir, run_id, read_record, atom
 
 # %% auto #0
 __all__ = ['SCATTERING_FIELDS', 'LEARNABLE_FIELDS', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cluster_spec', 'local_cluster',
-           'connect', 'SweepProgress', 'run_task', 'sweep', 'sweep_parser', 'main']
+           'connect', 'SweepProgress', 'run_task', 'sweep', 'with_baseline', 'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
 SCATTERING_FIELDS = ('L', 'learnable', 'init', 'filter_lr')  # only models with a scattering front-end take these
@@ -137,8 +137,15 @@ def _run_all(client, todo, rows, progress, run_progress_every):
                 exc = f.exception(); tb = ''.join(traceback.format_tb(f.traceback()))
                 rows[f.key] = _row(cfg, 'failed', error=f'{type(exc).__name__}: {exc}', tb=tb); progress.failed += 1
             f.release()
-        running = sum(len(keys) for keys in client.processing().values())
+        slots = client.nthreads()  # a worker holds more tasks than it runs at once
+        running = sum(min(len(keys), slots.get(w, 1)) for w, keys in client.processing().items())
         progress.show(min(running, len(pending)), ', '.join(f'{f.key} {rows[f.key]["status"]}' for f in finished))
+
+# %% ../nbs/06_sweep.ipynb #275777ef
+def with_baseline(base: TrainConfig, Ls, seeds) -> list[TrainConfig]:
+    "The baseline and ScatResNet18 v1 for every L in `Ls`, each with every seed in `seeds` (the other fields: `base`'s)."
+    common = {**dataclasses.asdict(base), 'seed': list(seeds)}
+    return grid(**{**common, 'model': 'resnet18', 'L': None}) + grid(**{**common, 'model': 'scat_v1', 'L': list(Ls)})
 
 # %% ../nbs/06_sweep.ipynb #68fa5cd5
 def _value_parser(f: dataclasses.Field):
