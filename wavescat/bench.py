@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
 from .data import ImageSet, Batches, CIFAR10_CLASSES, resolve_device, atomic_write
 from .scattering import Scattering
@@ -54,7 +55,7 @@ def bench_scattering(configs=SCATTERING_CONFIGS, batch: int = 128, size: int = 3
     rows = []
     for J, L, m in configs:
         x = torch.randn(batch, 3, size, size, device=device)
-        ky = Scattering(J, (size, size), L, m, backend='kymatio').to(device)
+        ky = ScatteringTorch2D(J, (size, size), L=L, max_order=m).to(device)
         ws = Scattering(J, (size, size), L, m).to(device)
         wl = Scattering(J, (size, size), L, m, learnable=True).to(device)
         t = interleaved({'kymatio_fwd': _forward(ky, x), 'wavescat_fwd': _forward(ws, x),
