@@ -54,7 +54,7 @@ def cluster_spec(n_gpus: int, runs_per_gpu: int = 1) -> dict:
 def local_cluster(runs_per_gpu: int = 1, n_gpus: int | None = None) -> SpecCluster:
     "The embedded cluster (loopback only, no dashboard) for this machine's devices."
     n_gpus = torch.cuda.device_count() if n_gpus is None else n_gpus
-    scheduler = {'cls': Scheduler, 'options': {'host': '127.0.0.1', 'dashboard_address': None}}
+    scheduler = {'cls': Scheduler, 'options': {'host': '127.0.0.1', 'dashboard_address': '127.0.0.1:0'}}  # any free port
     return SpecCluster(workers=cluster_spec(n_gpus, runs_per_gpu), scheduler=scheduler, silence_logs=logging.WARNING)
 
 def connect(scheduler: str | None = None, runs_per_gpu: int = 1) -> tuple[Client, SpecCluster | None]:
