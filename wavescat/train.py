@@ -18,7 +18,7 @@ from .data import (Batches, ImageSet, atomic_save, atomic_write, content_hash, d
 # %% auto #0
 __all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'CHECKPOINT_KEYS', 'TrainConfig', 'default_out_dir',
            'run_dir', 'check_config', 'run_id', 'setup_torch', 'autocast', 'evaluate', 'param_groups', 'make_optimizer',
-           'atomic_write_json', 'git_commit', 'versions', 'CorruptRunFileError', 'read_record', 'Progress',
+           'atomic_write_json', 'git_commit', 'versions', 'read_record', 'CorruptRunFileError', 'Progress',
            'RunLockedError', 'DataMismatchError', 'check_writable', 'run_lock', 'remove_leftovers', 'load_checkpoint',
            'check_same_data', 'load_test_set', 'train_epoch', 'data_record', 'train', 'learnable_filters',
            'model_kwargs', 'load_model_state', 'load_run_model']
@@ -219,8 +219,6 @@ def versions() -> dict:
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
                 kymatio=kymatio.__version__, wavescat=wavescat.__version__, git=git_commit())
 
-class CorruptRunFileError(ValueError): pass
-
 def read_record(folder) -> dict | None:
     "The record of the run in `folder`, None when it has none; an unreadable one is an error naming the file and what to do."
     f = Path(folder) / "record.json"
@@ -232,6 +230,8 @@ def read_record(folder) -> dict | None:
         raise CorruptRunFileError(f'{f} is not a readable run record ({why}). Restore it from a backup, or delete it '
                                   '(and model.pt beside it) to train this run again.')
     return rec
+
+class CorruptRunFileError(ValueError): pass
 
 # %% ../nbs/03_train.ipynb #cf8a2ee1
 def _hms(s):
