@@ -74,3 +74,169 @@ def test_the_learning_check_fails_a_trainer_that_does_not_step(learning_run, mon
     monkeypatch.setattr(torch.optim.SGD, 'step', lambda self, closure=None: None)
     rec = learning_run()
     assert not learned(rec['metrics']), rec['metrics']
+
+# Issue 10: a run can be trusted before its results are committed. One test (or more) per problem of the issue.
+# They catch the base classes of the new errors (DataMismatchError, CorruptRunFileError: ValueError; RunLockedError:
+# RuntimeError) and check their messages, so that against the old code they fail on behaviour, not on an import.
+
+def _interrupt_at(epoch):
+    def hook(h):
+        if h['epoch'] == epoch: raise Interrupt
+    return hook
+
+def test_finished_run_on_other_data_is_not_reused(tiny, tmp_path):
+    "1: same parameters, same out_dir, other data: an error naming both sources, not the old record."
+    from wavescat.data import make_fake_cifar10
+    train(out_dir=str(tmp_path / 'runs'), **tiny)
+    other = make_fake_cifar10(tmp_path / 'other', n_train=5, n_test=2, seed=1)
+    with pytest.raises(ValueError, match=r'was made on other data: batches/cifar-10-batches-py \(content hash [0-9a-f]{16}, '
+                                                r'n_train 20, n_test 20\); this call uses .*other/batches/cifar-10-batches-py'):
+        train(out_dir=str(tmp_path / 'runs'), **{**tiny, 'data_root': str(other['batches'])})
+
+def test_checkpoint_made_on_other_data_is_not_resumed(tiny, tmp_path):
+    from wavescat.data import make_fake_cifar10
+    with pytest.raises(Interrupt): train(out_dir=str(tmp_path), on_epoch_end=_interrupt_at(1), **tiny)
+    other = make_fake_cifar10(tmp_path / 'other', n_train=5, n_test=2, seed=1)
+    with pytest.raises(ValueError, match='checkpoint.pt was made on other data'):
+        train(out_dir=str(tmp_path), **{**tiny, 'data_root': str(other['batches'])})
+
+def test_record_is_portable(tiny, tmp_path):
+    rec = train(out_dir=str(tmp_path), **{**tiny, 'epochs': 1})
+    assert rec['data']['source'] == 'batches/cifar-10-batches-py' and str(tmp_path) not in json.dumps(rec['data'])
+
+def test_bad_out_dir_fails_before_training(tiny, tmp_path):
+    "2: an out_dir that is a file fails before the first epoch, naming the parameter and the folder."
+    (tmp_path / 'file').write_text('')
+    epochs = []
+    with pytest.raises(OSError, match=f'Parameter out_dir: cannot write run files in {tmp_path / "file"}'):
+        train(out_dir=str(tmp_path / 'file'), on_epoch_end=epochs.append, **tiny)
+    assert epochs == []
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
+def test_read_only_out_dir_fails_before_training(tiny, tmp_path):
+    ro = tmp_path / 'ro'; ro.mkdir(); ro.chmod(0o500)
+    epochs = []
+    try:
+        with pytest.raises(OSError, match='Parameter out_dir: cannot write run files'):
+            train(out_dir=str(ro), on_epoch_end=epochs.append, **tiny)
+    finally: ro.chmod(0o700)
+    assert epochs == []
+
+_TRAINER = '''
+import json, os, sys, time, pathlib
+from wavescat.train import train
+kw = json.loads(sys.argv[1]); flag = pathlib.Path(kw.pop('flag'))
+def hook(h):
+    if h['epoch'] == 1:
+        (flag / 'started').write_text(str(os.getpid()))
+        for _ in range(600):  # bounded: at most 60 s
+            if (flag / 'go').exists(): return
+            time.sleep(0.1)
+        raise SystemExit('the test never said go')
+    if kw.get('die_at') == h['epoch']: os.kill(os.getpid(), 9)
+train(on_epoch_end=hook, **{k: v for k, v in kw.items() if k != 'die_at'})
+'''
+
+def _start_trainer(kw, flag, **extra):
+    import subprocess, sys
+    flag.mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, '-c', _TRAINER, json.dumps({**kw, **extra, 'flag': str(flag)})],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+
+def _wait_for(path, proc, seconds=240):
+    import time
+    for _ in range(seconds * 10):
+        if path.exists(): return
+        if proc.poll() is not None: pytest.fail(f'the trainer ended early:\n{proc.stdout.read()}')
+        time.sleep(0.1)
+    proc.kill(); pytest.fail(f'no {path} after {seconds} s')
+
+def test_second_process_fails_fast_while_the_first_trains(tiny, tmp_path, capsys):
+    "3: one trainer per run: a second process fails at once naming the holder; once the first is done, its record is reused."
+    kw = {**tiny, 'out_dir': str(tmp_path / 'runs')}
+    first = _start_trainer(kw, tmp_path / 'flag')
+    try:
+        _wait_for(tmp_path / 'flag' / 'started', first)
+        with pytest.raises(RuntimeError, match=rf'is being trained by another process \(pid {first.pid} on '):
+            train(**kw)
+        (tmp_path / 'flag' / 'go').write_text('')
+        out, _ = first.communicate(timeout=240)
+    finally: first.kill()
+    assert first.returncode == 0, out
+    rec = train(**kw)
+    assert 'finished earlier' in capsys.readouterr().out and len(rec['history']) == 3
+    assert sorted(os.listdir(tmp_path / 'runs' / rec['run_id'])) == ['model.pt', 'record.json']
+
+def test_lock_of_a_killed_trainer_is_taken_over(tiny, tmp_path, capsys):
+    "3: kill -9 during training: the lock does not outlive its holder; the next start says so and resumes."
+    kw = {**tiny, 'out_dir': str(tmp_path / 'runs')}
+    (tmp_path / 'flag').mkdir(); (tmp_path / 'flag' / 'go').write_text('')
+    first = _start_trainer(kw, tmp_path / 'flag', die_at=2)
+    out, _ = first.communicate(timeout=240)
+    assert first.returncode == -9, out
+    rec = train(**kw)
+    out = capsys.readouterr().out
+    assert f'taking over the lock of pid {first.pid} on ' in out and 'resuming from' in out and 'after epoch 2' in out
+    assert len(rec['history']) == 3
+
+def test_corrupt_record_is_named(tiny, tmp_path):
+    "4: a damaged record.json: the error names the file and what to do."
+    rec = train(out_dir=str(tmp_path), **{**tiny, 'epochs': 1})
+    f = tmp_path / rec['run_id'] / 'record.json'
+    f.write_text(f.read_text()[:100])
+    with pytest.raises(ValueError, match=f'{f} is not a readable run record .* delete it'):
+        train(out_dir=str(tmp_path), **{**tiny, 'epochs': 1})
+
+def test_truncated_checkpoint_is_kept_aside_and_the_run_restarts(tiny, tmp_path, capsys):
+    "4: a truncated checkpoint.pt is renamed, not deleted, and the run trains from epoch 1, saying so."
+    full = train(out_dir=str(tmp_path / 'a'), **tiny)
+    with pytest.raises(Interrupt): train(out_dir=str(tmp_path / 'b'), on_epoch_end=_interrupt_at(2), **tiny)
+    folder = tmp_path / 'b' / full['run_id']
+    ck = folder / 'checkpoint.pt'
+    ck.write_bytes(ck.read_bytes()[:1000])
+    rec = train(out_dir=str(tmp_path / 'b'), **tiny)
+    assert f'cannot read the checkpoint {ck}' in capsys.readouterr().out
+    assert [p.name.split('-')[0] for p in folder.glob('checkpoint.pt.corrupt-*')] == ['checkpoint.pt.corrupt']
+    assert _strip_times(rec) == _strip_times(full)  # trained again from scratch, to the same result
+
+def test_changing_checkpoint_every_resumes_the_same_run(tiny, tmp_path, capsys):
+    "5: checkpoint_every and eval_every are not part of the run: changing them resumes, to the same result."
+    full = train(out_dir=str(tmp_path / 'a'), **tiny)
+    with pytest.raises(Interrupt): train(out_dir=str(tmp_path / 'b'), on_epoch_end=_interrupt_at(2), **tiny)
+    rec = train(out_dir=str(tmp_path / 'b'), **{**tiny, 'checkpoint_every': 2, 'eval_every': 3})
+    assert 'after epoch 2' in capsys.readouterr().out
+    assert rec['run_id'] == full['run_id']
+    assert rec['metrics'] == full['metrics']
+
+def test_leftovers_are_removed_on_the_next_start(tiny, tmp_path, capsys):
+    "6: a kill during the final writes leaves a temporary file or the checkpoint; the next start removes them."
+    rec = train(out_dir=str(tmp_path), **tiny)
+    folder = tmp_path / rec['run_id']
+    (folder / 'model.pt.1a2b3c4d.tmp').write_bytes(b'half a model')
+    (folder / 'checkpoint.pt').write_bytes(b'a checkpoint the kill did not let us delete')
+    assert train(out_dir=str(tmp_path), **tiny) == rec
+    assert sorted(os.listdir(folder)) == ['model.pt', 'record.json']
+
+def test_resume_after_the_last_epoch_says_so(tiny, tmp_path, capsys):
+    "6: killed after the last checkpoint but before the record: no 'epochs 4..3', a final evaluation."
+    with pytest.raises(Interrupt): train(out_dir=str(tmp_path), on_epoch_end=_interrupt_at(3), **tiny)
+    capsys.readouterr()
+    rec = train(out_dir=str(tmp_path), **tiny)
+    out = capsys.readouterr().out
+    assert 'all 3 epochs done earlier; final evaluation' in out and 'epochs 4..3' not in out
+    assert len(rec['history']) == 3
+
+def test_test_subset_too_large_names_test_subset(tiny, tmp_path):
+    "9: the fake test set has 2 images per class: asking for 30 blames test_subset, before training."
+    with pytest.raises(ValueError, match=r'Parameter test_subset=30 asks for 3 test images per class.*use at most 20'):
+        train(out_dir=str(tmp_path), **{**tiny, 'test_subset': 30})
+    assert not list(tmp_path.glob('*/checkpoint.pt'))
+
+def test_files_get_the_umask_mode(tiny, tmp_path):
+    "9: records, weights and caches are readable to the group (umask 022: 0644), not 0600."
+    old = os.umask(0o022)
+    try: rec = train(out_dir=str(tmp_path), **{**tiny, 'epochs': 1})
+    finally: os.umask(old)
+    folder = tmp_path / rec['run_id']
+    for f in [folder / 'record.json', folder / 'model.pt', *(tmp_path / 'cache').glob('*.pt')]:
+        assert f.stat().st_mode & 0o777 == 0o644, f

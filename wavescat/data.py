@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #7a7e49ea
 from __future__ import annotations
-import hashlib, os, pickle, tempfile, time
+import hashlib, os, pickle, secrets, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'CACHE_VERSION', 'project_root',
-           'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10', 'DataNotFoundError',
-           'detect_layout', 'candidate_roots', 'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder',
-           'read_image_folder', 'source_signature', 'atomic_write', 'atomic_save', 'download_cifar10', 'load_cifar10',
-           'splitmix64', 'is_int', 'check_int', 'class_orders', 'subsample', 'indices_hash', 'resolve_device',
-           'crop_flip', 'Batches']
+__all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'PIL_ONLY_EXTS', 'CACHE_VERSION',
+           'project_root', 'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10',
+           'DataNotFoundError', 'detect_layout', 'candidate_roots', 'download_target', 'find_cifar10', 'read_batches',
+           'decode_images', 'list_image_folder', 'read_image_folder', 'source_signature', 'atomic_write', 'atomic_save',
+           'download_cifar10', 'load_cifar10', 'splitmix64', 'is_int', 'check_int', 'class_orders', 'subsample',
+           'indices_hash', 'content_hash', 'data_name', 'resolve_device', 'crop_flip', 'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -123,6 +123,10 @@ def candidate_roots(root=None) -> list[Path]:
     if os.environ.get('WAVESCAT_DATA'): return [Path(os.environ['WAVESCAT_DATA']).expanduser()]
     return [data_dir(), data_dir() / 'cifar10-jpeg']
 
+def download_target(root=None) -> Path:
+    "Where `download=True` puts CIFAR-10: `root`, else `$WAVESCAT_DATA`, else the repo's data/."
+    return Path(root or os.environ.get('WAVESCAT_DATA') or data_dir()).expanduser()
+
 def find_cifar10(root=None) -> tuple[str, Path]:
     "The layout and folder of the first usable CIFAR-10 copy; `DataNotFoundError` listing every place tried."
     tried = []
@@ -132,7 +136,7 @@ def find_cifar10(root=None) -> tuple[str, Path]:
         tried.append(f'  {cand}' + ('' if cand.is_absolute() else f' (= {cand.absolute()})') + f': {where}')
     raise DataNotFoundError(
         'No CIFAR-10 found. Looked at:\n' + '\n'.join(tried) + f'\n{LAYOUT_HELP}\nTo get it: pass download=True '
-        '(experiment notebooks do this) to fetch the official release into data/ with torchvision, or point '
+        f'(experiment notebooks do this) to fetch the official release into {download_target(root)} with torchvision, or point '
         'root= / data_root / the WAVESCAT_DATA environment variable at a local copy.')
 
 # %% ../nbs/00_data.ipynb #5ee26903
@@ -155,9 +159,17 @@ import warnings
 # torchvision 0.29 deprecates its image codecs in favour of torchcodec; they still work, and are the fastest here
 warnings.filterwarnings('ignore', message='The image decoding and encoding capabilities of TorchVision', category=DeprecationWarning)
 
+PIL_ONLY_EXTS = ('.bmp',)  # accepted, but torchvision's decoders do not read them
+
+def _decode_pil(f: Path) -> torch.Tensor:
+    from PIL import Image
+    with Image.open(f) as im: return torch.from_numpy(np.asarray(im.convert('RGB')).copy()).permute(2, 0, 1).contiguous()
+
 def _decode_one(f: Path) -> torch.Tensor:
     from torchvision.io import decode_image, ImageReadMode
-    try: return decode_image(torch.from_numpy(np.fromfile(f, dtype=np.uint8)), mode=ImageReadMode.RGB)
+    try:
+        if f.suffix.lower() in PIL_ONLY_EXTS: return _decode_pil(f)
+        return decode_image(torch.from_numpy(np.fromfile(f, dtype=np.uint8)), mode=ImageReadMode.RGB)
     except Exception as e: raise ValueError(f'Cannot decode image file {f}: {e}') from None
 
 def decode_images(files, chunk=4096) -> torch.Tensor:
@@ -218,8 +230,8 @@ def source_signature(layout, folder) -> str:
 def atomic_write(path, write):
     "`write(tmp)` to a temporary file beside `path`, then rename it: readers see the old file or the new, never half."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-    os.close(fd)
+    tmp = path.parent / f'{path.name}.{secrets.token_hex(4)}.tmp'
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask sets the mode (mkstemp's is 0600)
     try: write(tmp); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -229,12 +241,30 @@ def atomic_save(obj, path):
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 # %% ../nbs/00_data.ipynb #d02ccc66
+def _outermost_missing(p: Path) -> Path | None:
+    "The outermost not-yet-existing folder of `p` (None when `p` exists): deleting it undoes a `mkdir(parents=True)`."
+    missing = None
+    for q in (p, *p.parents):
+        if q.exists(): return missing
+        missing = q
+    return missing
+
 def download_cifar10(folder=None) -> Path:
-    "Fetch the official release into `folder` (default: the repo's data/) with torchvision."
+    "Fetch the official release into `folder` with torchvision; on failure one readable error, and nothing left behind."
     import torchvision
     folder = Path(folder or data_dir())
+    created, archive = _outermost_missing(folder), folder / 'cifar-10-python.tar.gz'
+    had_archive = archive.exists()
     print(f'No local CIFAR-10 found: downloading the official release into {folder} with torchvision ...', flush=True)
-    torchvision.datasets.CIFAR10(str(folder), train=True, download=True)
+    try: torchvision.datasets.CIFAR10(str(folder), train=True, download=True)
+    except Exception as e:
+        if created: shutil.rmtree(created, ignore_errors=True)
+        elif not had_archive: archive.unlink(missing_ok=True)  # a partial download
+        reason = getattr(e, 'reason', None) or e  # urllib's URLError keeps the socket error in .reason
+        raise DataNotFoundError(
+            f'Could not download CIFAR-10 into {folder} ({type(e).__name__}: {reason}). Without an internet connection, '
+            f'copy CIFAR-10 there yourself, or point data_root / the WAVESCAT_DATA environment variable at a copy. '
+            f'{LAYOUT_HELP}') from None
     return folder / 'cifar-10-batches-py'
 
 def load_cifar10(root=None, download=False, cache=None, verbose=False) -> tuple[ImageSet, ImageSet]:
@@ -242,9 +272,8 @@ def load_cifar10(root=None, download=False, cache=None, verbose=False) -> tuple[
     try: layout, folder = find_cifar10(root)
     except DataNotFoundError:
         if not download: raise
-        target = Path(root or os.environ.get('WAVESCAT_DATA') or data_dir()).expanduser()
-        layout, folder = 'batches', download_cifar10(target)
-    folder = Path(folder).resolve()  # records name the data absolutely
+        layout, folder = 'batches', download_cifar10(download_target(root))
+    folder = Path(folder).resolve()
     sig = source_signature(layout, folder)
     folder_key = hashlib.sha1(str(Path(folder).resolve()).encode()).hexdigest()[:8]
     cfile = cache_dir(cache) / f'cifar10-{folder_key}-{sig[:16]}.pt'
@@ -304,6 +333,19 @@ def subsample(ds: ImageSet, n_per_class: int, seed: int = 0, val_per_class: int 
 def indices_hash(s: ImageSet) -> str:
     "Short hash of a subset's indices, for run records."
     return hashlib.sha1(s.idx.numpy().astype('<i8').tobytes()).hexdigest()[:16]
+
+def content_hash(*sets: ImageSet) -> str:
+    "Short hash of the images and labels of `sets` themselves (not of paths or file times): what a run used."
+    h = hashlib.sha1()
+    for s in sets:
+        h.update(repr(tuple(s.x.shape)).encode())
+        h.update(s.x.contiguous().numpy()); h.update(s.y.numpy().astype('<i8'))
+    return h.hexdigest()[:16]
+
+def data_name(source) -> str:
+    "A data folder's name without the machine's path, for records: 'cifar10-jpeg', 'data/cifar-10-batches-py'."
+    p = Path(source)
+    return f'{p.parent.name}/{p.name}' if p.name == 'cifar-10-batches-py' else p.name
 
 # %% ../nbs/00_data.ipynb #5fa8876b
 def resolve_device(device='auto') -> torch.device:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_experiments.ipynb #192d12e6
 from __future__ import annotations
-import json, math
+import json, math, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,12 +13,13 @@ import pandas as pd
 from scipy import stats
 import torch
 
-from .train import CONFIG_RULES, RECORD_ONLY, TrainConfig, check_config, default_out_dir
+from .train import CONFIG_RULES, RECORD_ONLY, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
+from .data import data_name
 
 # %% auto #0
-__all__ = ['STUDY_RULES', 'PUBLISHED', 'notebook_params', 'check_study', 'experiment_config', 'plot_history', 'plot_first_layer',
-           'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'verdict', 'load_records',
-           'protocol_label', 'model_label', 'study_tables']
+__all__ = ['STUDY_RULES', 'PUBLISHED', 'DATA_COLUMNS', 'notebook_params', 'check_study', 'experiment_config', 'plot_history',
+           'plot_first_layer', 'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'verdict',
+           'clipped_errors', 'load_records', 'protocol_label', 'model_label', 'study_tables', 'plot_learning_curves']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -148,6 +149,12 @@ def verdict(row, model: str, baseline: str, unit='points') -> str:
     else: end = 'the difference is not significant at the 5 % level.'
     return head + stats_ + ': ' + end
 
+# %% ../nbs/04_experiments.ipynb #ff590d71
+def clipped_errors(mean, half_width, lo=0.0, hi=100.0) -> np.ndarray:
+    "`yerr` (2 x N) for `mean` ± `half_width`, cut at `lo`..`hi` (accuracies stay in 0..100 %); no interval (nan): 0."
+    m, h = np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(half_width, dtype=float))
+    return np.stack([np.minimum(h, m - lo), np.minimum(h, hi - m)])
+
 # %% ../nbs/04_experiments.ipynb #e5465119
 PUBLISHED = {
     'source': 'course project README (seeds/000): CIFAR-10 adapted ResNet18 and ScatResNet18 v1, 200 epochs, basic augmentation',
@@ -162,15 +169,21 @@ PUBLISHED = {
 }
 
 # %% ../nbs/04_experiments.ipynb #277d53fc
+def _record_row(r: dict, with_history: bool) -> dict:
+    d = r.get('data', {})
+    return {**r['params'], 'protocol': protocol_label(r['params']), **{k: v for k, v in r['metrics'].items() if k != 'unit'},
+            'dataset': data_name(d['source']) if d.get('source') else 'unrecorded',  # older records: an absolute path
+            'dataset_hash': d['dataset_hash'][:8] if d.get('dataset_hash') else 'unrecorded', 'n_test': d.get('n_test'),
+            'run_id': r['run_id'], 'time_s': r['time_s'], 'images_per_s': r['images_per_s'],
+            'device': r['device'], 'epochs_done': len(r['history']), **({'history': r['history']} if with_history else {})}
+
 def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
-    "One row per finished run under `out_dir` (default outputs/runs): parameters, metrics, time (and history)."
+    "One row per finished run under `out_dir` (default outputs/runs); a record that cannot be read is skipped with a warning."
     rows = []
     for f in sorted(Path(out_dir or default_out_dir()).glob('*/record.json')):
-        r = json.loads(f.read_text())
-        rows.append({**r['params'], 'protocol': protocol_label(r['params']), **{k: v for k, v in r['metrics'].items() if k != 'unit'},
-                     'run_id': r['run_id'], 'time_s': r['time_s'], 'images_per_s': r['images_per_s'],
-                     'device': r['device'], 'epochs_done': len(r['history']),
-                     **({'history': r['history']} if with_history else {})})
+        try: rows.append(_record_row(read_record(f.parent), with_history))
+        except CorruptRunFileError as e: warnings.warn(f'Skipping a run: {e}')
+        except (KeyError, TypeError, AttributeError) as e: warnings.warn(f'Skipping a run: {f} is not a complete run record (no {e})')
     return pd.DataFrame(rows)
 
 _NAMED = ('model', 'L', 'n_per_class', 'seed', 'epochs')  # shown in their own columns
@@ -185,8 +198,10 @@ def model_label(model, L=None) -> str:
     return model if L is None or (isinstance(L, float) and math.isnan(L)) else f'{model} L={int(L)}'
 
 # %% ../nbs/04_experiments.ipynb #2a8d37f7
+DATA_COLUMNS = ('dataset', 'dataset_hash', 'n_test')
+
 def _agg(df):
-    g = df.groupby(['model_label', 'n_per_class', 'epochs', 'protocol'], sort=False)['test_acc']
+    g = df.groupby(['model_label', 'n_per_class', 'epochs', 'protocol', *DATA_COLUMNS], sort=False, dropna=False)['test_acc']
     return pd.DataFrame({'seeds': g.size(), 'test_acc': g.mean(), 'std': g.std(ddof=1), 'ci95': g.apply(t_interval)}).reset_index()
 
 def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -194,6 +209,7 @@ def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if df.empty: return {}
     df = df.assign(model_label=[model_label(m, L) for m, L in zip(df.model, df.L)])
     if 'protocol' not in df: df = df.assign(protocol='default')
+    df = df.assign(**{c: df[c] if c in df else 'unrecorded' for c in DATA_COLUMNS})
     out = {}
     b = _agg(df[df.model == 'resnet18'])
     b['published'] = b.n_per_class.map(PUBLISHED['baseline'])
@@ -214,3 +230,18 @@ def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     f['published_test'] = f.model_label.map({model_label(*k): v[0] for k, v in PUBLISHED['full_data'].items()})
     out['full_data'] = f
     return out
+
+# %% ../nbs/04_experiments.ipynb #0eb965ad
+def plot_learning_curves(df: pd.DataFrame, path=None):
+    "Training loss and accuracy per epoch, mean over the seeds of each group of `load_records(with_history=True)` rows."
+    import matplotlib.pyplot as plt
+    label = [f'{model_label(m, L)}, n={n}, {e} ep, {p}, {d}' for m, L, n, e, p, d in
+             zip(df.model, df.L, df.n_per_class, df.epochs, df.protocol, df.get('dataset', ['?'] * len(df)))]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    for name, g in df.assign(label=label).groupby('label'):
+        m = pd.concat([pd.DataFrame(h) for h in g.history]).groupby('epoch')[['train_loss', 'train_acc']].mean()
+        a1.plot(m.index, m.train_loss, '.-', label=name); a2.plot(m.index, m.train_acc, '.-', label=name)
+    a1.set(xlabel='epoch', ylabel='training loss', yscale='log'); a2.set(xlabel='epoch', ylabel='training accuracy (%)')
+    a2.legend(fontsize=7); fig.suptitle('learning curves (mean over seeds)'); fig.tight_layout()
+    if path: fig.savefig(path, dpi=110)
+    return fig

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #63f7751c
 from __future__ import annotations
-import dataclasses, hashlib, importlib.metadata, json, math, os, platform, re, subprocess, sys, time
+import contextlib, dataclasses, fcntl, hashlib, importlib.metadata, json, math, os, platform, re, socket, subprocess, sys, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -12,15 +12,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import (Batches, ImageSet, atomic_save, atomic_write, indices_hash, is_int, load_cifar10, project_root,
-                           resolve_device, subsample)
+from .data import (Batches, ImageSet, atomic_save, atomic_write, content_hash, data_name, indices_hash, is_int,
+                           load_cifar10, project_root, resolve_device, subsample)
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'LOCK_FILE', 'NOT_LOCKED', 'TrainConfig', 'default_out_dir',
-           'run_dir', 'check_config', 'run_id', 'setup_torch', 'autocast', 'evaluate', 'param_groups', 'make_optimizer',
-           'atomic_write_json', 'git_commit', 'versions', 'read_record', 'canonical_name', 'lock_pins',
-           'installed_packages', 'environment', 'Progress', 'load_test_set', 'train_epoch', 'train',
-           'learnable_filters', 'model_kwargs', 'load_model_state', 'load_run_model']
+__all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'LOCK_FILE', 'NOT_LOCKED', 'CHECKPOINT_KEYS', 'TrainConfig',
+           'default_out_dir', 'run_dir', 'check_config', 'run_id', 'setup_torch', 'autocast', 'evaluate',
+           'param_groups', 'make_optimizer', 'atomic_write_json', 'git_commit', 'versions', 'read_record',
+           'CorruptRunFileError', 'canonical_name', 'lock_pins', 'installed_packages', 'environment', 'Progress',
+           'RunLockedError', 'DataMismatchError', 'check_writable', 'run_lock', 'remove_leftovers', 'load_checkpoint',
+           'check_same_data', 'load_test_set', 'train_epoch', 'data_record', 'train', 'learnable_filters',
+           'model_kwargs', 'load_model_state', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #f749a8dd
 SCHEDULES = ('cosine', 'onecycle', 'plateau', 'constant')
@@ -46,15 +48,17 @@ class TrainConfig:
     augment: bool = True             # the study's basic augmentation
     pad_mode: str = 'zeros'          # padding of the random crop: 'zeros' (torchvision's default) or 'reflect'
     test_subset: int = 0             # 0 = the full test set, else this many class-balanced test images
-    eval_every: int = 0              # also measure test accuracy every this many epochs (0 = only at the end)
-    checkpoint_every: int = 5        # epochs between checkpoints (the last epoch always saves)
+    eval_every: int = 0              # (record) also measure test accuracy every this many epochs (0 = only at the end)
+    checkpoint_every: int = 5        # (record) epochs between checkpoints (the last epoch always saves)
     deterministic: bool = False      # bit-for-bit repeatable kernels (slower on CUDA)
     device: str = 'auto'             # (record) 'auto' = CUDA when present, else CPU
     data_root: str | None = None     # (record) CIFAR-10 location; None = $WAVESCAT_DATA or data/
     download: bool = False           # (record) fetch CIFAR-10 with torchvision when no copy is found
     out_dir: str | None = None       # (record) runs folder; None = outputs/runs
 
-RECORD_ONLY = ('device', 'data_root', 'download', 'out_dir')  # do not change a run's result, so not its id
+# Do not change a run's result, so not its id nor its protocol. eval_every only adds test evaluations (no_grad, BN in
+# eval mode, no random draws: the batch order has its own generator); checkpoint_every only when states are saved.
+RECORD_ONLY = ('device', 'data_root', 'download', 'out_dir', 'eval_every', 'checkpoint_every')
 ADDED_LATER = {'learnable': False, 'init': 'tight', 'filter_lr': None}  # in a run's id only when not these defaults
 
 def default_out_dir() -> Path:
@@ -63,7 +67,7 @@ def default_out_dir() -> Path:
 
 def run_dir(cfg) -> Path:
     "The folder of the run `cfg`: `out_dir/run_id`."
-    return (Path(cfg.out_dir) if cfg.out_dir else default_out_dir()) / run_id(cfg)
+    return (Path(cfg.out_dir) if cfg.out_dir is not None else default_out_dir()) / run_id(cfg)
 
 # %% ../nbs/03_train.ipynb #5cb2a61f
 def _is_num(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -96,9 +100,9 @@ CONFIG_RULES = {
     'checkpoint_every': (lambda v: is_int(v) and v >= 1, 'an int >= 1'),
     'deterministic': (lambda v: isinstance(v, bool), 'True or False'),
     'device': (_valid_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
-    'data_root': (lambda v: v is None or isinstance(v, (str, os.PathLike)), 'None or a path'),
+    'data_root': (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'None or a non-empty path'),
     'download': (lambda v: isinstance(v, bool), 'True or False'),
-    'out_dir': (lambda v: v is None or isinstance(v, (str, os.PathLike)), 'None or a path'),
+    'out_dir': (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'None or a non-empty path'),
 }
 
 def check_config(**params) -> TrainConfig:
@@ -218,8 +222,18 @@ def versions() -> dict:
                 kymatio=kymatio.__version__, wavescat=wavescat.__version__, git=git_commit(), **environment())
 
 def read_record(folder) -> dict | None:
+    "The record of the run in `folder`, None when it has none; an unreadable one is an error naming the file and what to do."
     f = Path(folder) / "record.json"
-    return json.loads(f.read_text()) if f.exists() else None
+    if not f.exists(): return None
+    try: rec = json.loads(f.read_text())
+    except (OSError, ValueError) as e: rec, why = None, f'{type(e).__name__}: {e}'
+    else: why = f'a JSON {type(rec).__name__}, not a record'
+    if not isinstance(rec, dict):
+        raise CorruptRunFileError(f'{f} is not a readable run record ({why}). Restore it from a backup, or delete it '
+                                  '(and model.pt beside it) to train this run again.')
+    return rec
+
+class CorruptRunFileError(ValueError): pass
 
 # %% ../nbs/03_train.ipynb #385368b9
 LOCK_FILE = 'requirements.lock'
@@ -263,7 +277,7 @@ class Progress:
     def __init__(self, name, epochs, start=0, every=60.0, file=None):
         self.name, self.epochs, self.start, self.every, self.file = name, epochs, start, every, file or sys.stdout
         self.t0 = self.last = time.time()
-        self.log(f'{name}: epochs {start + 1}..{epochs}')
+        self.log(f'{name}: epochs {start + 1}..{epochs}' if start < epochs else f'{name}: all {epochs} epochs done earlier; final evaluation')
 
     def log(self, msg): print(msg, file=self.file, flush=True)
 
@@ -283,10 +297,85 @@ class Progress:
                  f"loss {h['train_loss']:.4f}  acc {h['train_acc']:5.2f}%{val}{test}  lr {h['lr']:.4f}  "
                  f"{h['images_per_s']:,.0f} img/s  {h['seconds']:.1f} s  eta {_hms(eta)}")
 
+# %% ../nbs/03_train.ipynb #aacedc0a
+class RunLockedError(RuntimeError): pass
+class DataMismatchError(ValueError): pass
+CHECKPOINT_KEYS = {'model', 'opt', 'sched', 'history', 'epoch', 'elapsed'}
+
+def check_writable(folder: Path):
+    "Create `folder` and a probe file in it (then remove it): an unusable out_dir fails before training, not at a checkpoint."
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f'.write-probe-{os.getpid()}-{time.time_ns()}'
+        probe.write_bytes(b''); probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f'Parameter out_dir: cannot write run files in {folder} ({e.strerror or e}); '
+                               'give a writable folder') from None
+
+def _lock_text(fd) -> str: return os.pread(fd, 300, 0).decode(errors='replace').strip()
+
+@contextlib.contextmanager
+def run_lock(folder: Path, name: str):
+    "Hold the exclusive lock `folder/lock` for the duration; `RunLockedError` at once when a live process holds it."
+    folder.mkdir(parents=True, exist_ok=True)
+    f = folder / 'lock'
+    while True:
+        fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o666)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_text(fd) or 'a process that is just starting'
+            os.close(fd)
+            raise RunLockedError(f'{name} is being trained by another process ({holder}; lock file {f}). Run this again '
+                                 'when it has finished (its record is then reused), or stop that process.') from None
+        try: ours = os.stat(f).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: ours = False
+        if ours: break
+        os.close(fd)  # the holder finished and removed the file between our open and flock: lock the new one
+    if previous := _lock_text(fd): print(f'{name}: taking over the lock of {previous}, which ended without releasing it')
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'pid {os.getpid()} on {socket.gethostname()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}'.encode(), 0)
+    try: yield
+    finally:
+        with contextlib.suppress(FileNotFoundError): f.unlink()  # before closing, so nobody locks a file that goes away
+        os.close(fd)
+
+def remove_leftovers(folder: Path, name: str):
+    "Temporary files of writes that a kill interrupted; call under the lock (no write of ours is in flight then)."
+    for f in folder.glob('*.tmp'):
+        f.unlink(missing_ok=True); print(f'{name}: removed {f.name}, left by an interrupted write')
+
+def load_checkpoint(file: Path, device, name: str) -> dict | None:
+    "The checkpoint in `file`, None when there is none; an unreadable one is moved aside (kept) and None returned."
+    if not file.exists(): return None
+    try:
+        ck = torch.load(file, map_location=device, weights_only=False)
+        if missing := CHECKPOINT_KEYS - set(ck): raise ValueError(f'no {sorted(missing)}')
+        return ck
+    except Exception as e:
+        aside = file.with_name(f'{file.name}.corrupt-{time.strftime("%Y%m%d-%H%M%S")}')
+        os.replace(file, aside)
+        print(f'{name}: cannot read the checkpoint {file} ({type(e).__name__}: {e}); kept it as {aside.name} and '
+              'training from epoch 1')
+        return None
+
+def check_same_data(old: dict, new: dict, what: str, where: str):
+    "`DataMismatchError` when `old` (a record's or checkpoint's data) has another content hash than `new`, naming both."
+    if old.get('hash') in (None, new['hash']): return  # None: written before content hashes, nothing to compare
+    describe = lambda d: f"content hash {d['hash']}, n_train {d.get('n_train')}, n_test {d.get('n_test')}"
+    raise DataMismatchError(
+        f"{what} was made on other data: {old.get('source')} ({describe(old)}); this call uses {where} ({describe(new)}). "
+        'Give runs on this data another out_dir, or delete that run folder to train it again on this data.')
+
 # %% ../nbs/03_train.ipynb #88520df9
 def load_test_set(test: ImageSet, test_subset: int) -> ImageSet:
     "The full test set, or `test_subset` class-balanced test images (a fixed choice, seed 0)."
-    return test if test_subset == 0 else subsample(test, max(1, test_subset // len(test.classes)), seed=0)[0]
+    if test_subset == 0: return test
+    per_class, smallest = max(1, test_subset // len(test.classes)), int(test.counts().min())
+    if per_class > smallest:
+        raise ValueError(f'Parameter test_subset={test_subset} asks for {per_class} test images per class, but the test set '
+                         f'of {test.source} has {smallest} in its smallest class: use at most {smallest * len(test.classes)}, '
+                         'or 0 for the full test set')
+    return subsample(test, per_class, seed=0)[0]
 
 def train_epoch(model, batches, opt, sched, cfg, device, progress, epoch):
     model.train()
@@ -306,19 +395,38 @@ def train_epoch(model, batches, opt, sched, cfg, device, progress, epoch):
     seconds = time.time() - t0
     return dict(train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n, seconds=seconds, images_per_s=n / seconds)
 
+def data_record(train_full: ImageSet, test_full: ImageSet, train_set, val_set, test_set) -> dict:
+    "What a run trained, validated and tested on: the data folder's name, content hashes, sizes, subset indices."
+    return dict(source=data_name(train_full.source), hash=content_hash(train_set, val_set, test_set),
+                dataset_hash=content_hash(train_full, test_full), n_train=len(train_set), n_val=len(val_set),
+                n_test=len(test_set), train_indices_hash=indices_hash(train_set),
+                val_indices_hash=indices_hash(val_set) if len(val_set) else None,
+                test_indices_hash=indices_hash(test_set) if test_set.idx is not None else 'full')
+
 def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0, **params) -> dict:
     "Train one run (`cfg`, or `TrainConfig` fields as keywords); returns its record (the existing one if finished)."
     cfg = cfg or check_config(**params)
     rid, folder = run_id(cfg), run_dir(cfg)
-    if (rec := read_record(folder)) is not None:
-        print(f'{rid}: finished earlier, record at {folder / "record.json"} (delete that folder to train again)')
-        return rec
-    from wavescat.models import get_model
-    device = resolve_device(cfg.device)
-    setup_torch(device, cfg.seed, cfg.deterministic)
+    device = resolve_device(cfg.device)  # everything that can fail is checked before training
+    check_writable(folder.parent)
     train_full, test_full = load_cifar10(cfg.data_root, download=cfg.download)
     train_set, val_set = subsample(train_full, cfg.n_per_class, cfg.seed, cfg.val_per_class)
     test_set = load_test_set(test_full, cfg.test_subset)
+    data = data_record(train_full, test_full, train_set, val_set, test_set)
+    with run_lock(folder, rid):
+        remove_leftovers(folder, rid)
+        if (rec := read_record(folder)) is not None:
+            check_same_data(rec.get('data', {}), data, f'{rid}: the finished run in {folder}', train_full.source)
+            if (folder / 'checkpoint.pt').exists():
+                (folder / 'checkpoint.pt').unlink(); print(f'{rid}: removed checkpoint.pt, left beside the finished record')
+            print(f'{rid}: finished earlier, record at {folder / "record.json"} (delete that folder to train again)')
+            return rec
+        return _train(cfg, rid, folder, device, train_set, val_set, test_set, data, train_full.source, on_epoch_end, progress_every)
+
+def _train(cfg, rid, folder, device, train_set, val_set, test_set, data, source, on_epoch_end, progress_every) -> dict:
+    "The loop of `train`, under the run's lock."
+    from wavescat.models import get_model
+    setup_torch(device, cfg.seed, cfg.deterministic)
     model = get_model(cfg.model, **model_kwargs(asdict(cfg))).to(device)
     filters_at_start = learnable_filters(model)
     if device.type == 'cuda': model = model.to(memory_format=torch.channels_last)
@@ -327,8 +435,8 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     opt, sched = make_optimizer(model, cfg, len(batches))
     history, start, elapsed = [], 0, 0.0
     ckpt_file = folder / 'checkpoint.pt'
-    if ckpt_file.exists():
-        ck = torch.load(ckpt_file, map_location=device, weights_only=False)
+    if (ck := load_checkpoint(ckpt_file, device, rid)) is not None:
+        check_same_data(ck.get('data', {}), data, f'{rid}: the checkpoint {ckpt_file}', source)
         load_model_state(model, ck['model']); opt.load_state_dict(ck['opt']); sched.load_state_dict(ck['sched'])
         history, start, elapsed = ck['history'], ck['epoch'], ck['elapsed']
         print(f'{rid}: resuming from {ckpt_file} after epoch {start}')
@@ -344,7 +452,7 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
         progress.epoch(h)
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
             atomic_save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), history=history,
-                             epoch=epoch + 1, elapsed=elapsed), ckpt_file)
+                             epoch=epoch + 1, elapsed=elapsed, data=data), ckpt_file)
         if on_epoch_end: on_epoch_end(h)
     test_loss, test_acc = evaluate(model, test_set, device)
     train_loss, train_acc = evaluate(model, train_set, device)  # the study's "Train Accuracy": no augmentation
@@ -356,17 +464,12 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
                      final_epoch_train_loss=last['train_loss']),
         history=history, time_s=elapsed, images_per_s=len(train_set) * len(history) / max(elapsed, 1e-9),
         device=str(device) + (f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else f' ({torch.get_num_threads()} threads)'),
-        versions=versions(),
-        data=dict(source=train_full.source, n_train=len(train_set), n_val=len(val_set), n_test=len(test_set),
-                  train_indices_hash=indices_hash(train_set),
-                  val_indices_hash=indices_hash(val_set) if len(val_set) else None,
-                  test_indices_hash=indices_hash(test_set) if test_set.idx is not None else 'full'),
-        finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+        versions=versions(), data=data, finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     if filters_at_start is not None: record['filters'] = dict(start=filters_at_start, end=learnable_filters(model))
     record = _json_safe(record)  # what is returned is exactly what a later read gives
     atomic_save(model.state_dict(), folder / 'model.pt')
     atomic_write_json(record, folder / 'record.json')
-    ckpt_file.unlink(missing_ok=True)  # model.pt and the record replace it
+    ckpt_file.unlink(missing_ok=True)  # model.pt and the record replace it (a kill here: the next start removes it)
     print(f'{rid}: test {test_acc:.2f}%  train {train_acc:.2f}%  in {_hms(elapsed)} -> {folder}')
     return record
 
