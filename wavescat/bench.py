@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
-from .core import check_int
-from .data import ImageSet, Batches, CIFAR10_CLASSES, resolve_device, atomic_write
+from .core import atomic_write, check_int, resolve_device, versions
+from .data import ImageSet, Batches, CIFAR10_CLASSES
 from .scattering import Scattering
 from .models import get_model
 
@@ -107,7 +107,8 @@ def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', roun
 
 # %% ../nbs/05_bench.ipynb #e38cb22b
 def machine_info(device: torch.device) -> dict:
-    info = dict(python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
+    "The machine a result was measured on (the software is in `versions()`)."
+    info = dict(platform=platform.platform(),
                 processor=platform.processor() or platform.machine(), threads=torch.get_num_threads(), device=str(device))
     try: info['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except (OSError, StopIteration): pass
@@ -119,7 +120,7 @@ def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
     device = resolve_device(device)
     r, w = (1, 1) if quick else (rounds, 2)
     t0 = time.time()
-    out = dict(machine=machine_info(device), quick=quick, rounds=r, warmup=w,
+    out = dict(machine=machine_info(device), versions=versions(), quick=quick, rounds=r, warmup=w,
                scattering=bench_scattering(batch=8 if quick else 128, device=device, rounds=r, warmup=w),
                train_step=bench_train_step(batch=8 if quick else 128, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
                iterator=bench_iterator(n_images=1024 if quick else 50_000, device=device, rounds=1 if quick else 3, warmup=1))

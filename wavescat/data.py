@@ -4,32 +4,31 @@
 
 # %% ../nbs/00_data.ipynb #7a7e49ea
 from __future__ import annotations
-import hashlib, os, pickle, secrets, shutil, time
+import hashlib, os, pickle, shutil, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+from .core import atomic_save, check_int, project_root, resolve_device
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'PIL_ONLY_EXTS', 'CACHE_VERSION',
-           'project_root', 'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10',
-           'DataNotFoundError', 'detect_layout', 'candidate_roots', 'download_target', 'find_cifar10', 'read_batches',
-           'decode_images', 'list_image_folder', 'read_image_folder', 'source_signature', 'atomic_write', 'atomic_save',
-           'download_cifar10', 'load_cifar10', 'splitmix64', 'is_int', 'check_int', 'class_orders', 'subsample',
-           'indices_hash', 'content_hash', 'data_name', 'resolve_device', 'crop_flip', 'Batches']
+           'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10', 'DataNotFoundError',
+           'detect_layout', 'candidate_roots', 'download_target', 'find_cifar10', 'read_batches', 'decode_images',
+           'list_image_folder', 'read_image_folder', 'source_signature', 'download_cifar10', 'load_cifar10',
+           'splitmix64', 'class_orders', 'subsample', 'indices_hash', 'content_hash', 'data_name', 'crop_flip',
+           'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # per-channel statistics of the official training set
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
-
-def project_root() -> Path | None:
-    "The repository root when wavescat is imported from a checkout (settings.ini beside the package), else None."
-    import wavescat  # works the same from the notebook and from the exported module
-    p = Path(wavescat.__file__).resolve().parents[1]
-    return p if (p / 'settings.ini').exists() else None
 
 def data_dir() -> Path:
     "Folder for downloaded data: the repo's `data/`, or `~/.cache/wavescat` outside a checkout."
@@ -86,7 +85,6 @@ def _write_batches(folder: Path, xtr, ytr, xte, yte, n_batches=5):
         pickle.dump({b'label_names': [c.encode() for c in CIFAR10_CLASSES]}, f)
 
 def _write_image_folder(folder: Path, x, y, fmt='png'):
-    from PIL import Image
     for i, (img, label) in enumerate(zip(x, y)):
         d = folder / CIFAR10_CLASSES[label]
         d.mkdir(parents=True, exist_ok=True)
@@ -155,18 +153,15 @@ def read_batches(folder) -> tuple[ImageSet, ImageSet]:
     return read([f'data_batch_{i}' for i in range(1, 6)]), read(['test_batch'])
 
 # %% ../nbs/00_data.ipynb #666615de
-import warnings
 # torchvision 0.29 deprecates its image codecs in favour of torchcodec; they still work, and are the fastest here
 warnings.filterwarnings('ignore', message='The image decoding and encoding capabilities of TorchVision', category=DeprecationWarning)
 
 PIL_ONLY_EXTS = ('.bmp',)  # accepted, but torchvision's decoders do not read them
 
 def _decode_pil(f: Path) -> torch.Tensor:
-    from PIL import Image
     with Image.open(f) as im: return torch.from_numpy(np.asarray(im.convert('RGB')).copy()).permute(2, 0, 1).contiguous()
 
 def _decode_one(f: Path) -> torch.Tensor:
-    from torchvision.io import decode_image, ImageReadMode
     try:
         if f.suffix.lower() in PIL_ONLY_EXTS: return _decode_pil(f)
         return decode_image(torch.from_numpy(np.fromfile(f, dtype=np.uint8)), mode=ImageReadMode.RGB)
@@ -174,7 +169,6 @@ def _decode_one(f: Path) -> torch.Tensor:
 
 def decode_images(files, chunk=4096) -> torch.Tensor:
     "Decode image files to one uint8 N x 3 x H x W tensor, in order; errors name the offending file."
-    from torchvision.io import decode_jpeg, ImageReadMode
     imgs = [None] * len(files)
     jpgs = [i for i, f in enumerate(files) if f.suffix.lower() in ('.jpg', '.jpeg')]
     for s in range(0, len(jpgs), chunk):
@@ -227,19 +221,6 @@ def source_signature(layout, folder) -> str:
     folder = Path(folder).resolve()
     return hashlib.sha1('\n'.join([f'{CACHE_VERSION}|{layout}|{folder}', *_file_stats(folder)]).encode()).hexdigest()
 
-def atomic_write(path, write):
-    "`write(tmp)` to a temporary file beside `path`, then rename it: readers see the old file or the new, never half."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f'{path.name}.{secrets.token_hex(4)}.tmp'
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask sets the mode (mkstemp's is 0600)
-    try: write(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
-def atomic_save(obj, path):
-    "`torch.save` with `atomic_write`."
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
 # %% ../nbs/00_data.ipynb #d02ccc66
 def _outermost_missing(p: Path) -> Path | None:
     "The outermost not-yet-existing folder of `p` (None when `p` exists): deleting it undoes a `mkdir(parents=True)`."
@@ -251,7 +232,6 @@ def _outermost_missing(p: Path) -> Path | None:
 
 def download_cifar10(folder=None) -> Path:
     "Fetch the official release into `folder` with torchvision; on failure one readable error, and nothing left behind."
-    import torchvision
     folder = Path(folder or data_dir())
     created, archive = _outermost_missing(folder), folder / 'cifar-10-python.tar.gz'
     had_archive = archive.exists()
@@ -302,15 +282,6 @@ def splitmix64(x) -> np.ndarray:
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
-def is_int(v) -> bool:
-    "An int (Python or numpy), and not a bool."
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-def check_int(name, v, lo, hi=None):
-    "ValueError naming `name` unless `v` is an int (not a bool) in `lo`..`hi` (no upper bound when `hi` is None)."
-    if not is_int(v) or v < lo or (hi is not None and v > hi):
-        raise ValueError(f'{name} must be ' + (f'an int in {lo}..{hi}' if hi is not None else f'an int >= {lo}') + f', got {v!r}')
-
 def class_orders(y: torch.Tensor, seed: int) -> list[torch.Tensor]:
     "For each class, its indices in `y` in a seeded pseudo-random order that only depends on (seed, index)."
     keys = splitmix64(splitmix64(np.uint64(seed)) ^ np.arange(len(y), dtype=np.uint64))
@@ -348,14 +319,6 @@ def data_name(source) -> str:
     return f'{p.parent.name}/{p.name}' if p.name == 'cifar-10-batches-py' else p.name
 
 # %% ../nbs/00_data.ipynb #5fa8876b
-def resolve_device(device='auto') -> torch.device:
-    "'auto' -> CUDA when available, else CPU; anything else as `torch.device` understands it."
-    if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    d = torch.device(device)
-    if d.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
-    return d
-
 def crop_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad=4, pad_mode='zeros') -> torch.Tensor:
     "Per-image crop of `x` (B, C, H, W) padded by `pad`, at offsets `shifts` (B, 2) in 0..2*pad, then flip where `flips`."
     B, C, H, W = x.shape

@@ -8,13 +8,15 @@ import json, math, warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 import torch
 
 from .train import CONFIG_RULES, RECORD_ONLY, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
-from .data import data_name
+from .data import Batches, data_name
+from .scattering import plot_morlet_filters
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'PUBLISHED', 'DATA_COLUMNS', 'notebook_params', 'check_study', 'experiment_config', 'plot_history',
@@ -53,7 +55,6 @@ def experiment_config(model: str, params: dict) -> TrainConfig:
 # %% ../nbs/04_experiments.ipynb #8493a85c
 def plot_history(record: dict, path=None):
     "Loss and accuracy per epoch of one run; saved as PNG to `path` when given."
-    import matplotlib.pyplot as plt
     h = pd.DataFrame(record['history'])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     a1.plot(h.epoch, h.train_loss, '.-', label='train (augmented)')  # markers: a 1-epoch run still shows
@@ -71,8 +72,6 @@ def plot_history(record: dict, path=None):
 @torch.no_grad()
 def plot_first_layer(model, images, n_images=3, n_learned=8, path=None):
     "Input, learned conv channels and scattering channels of a ScatResNet18 v1 for the first `n_images` of `images`."
-    import matplotlib.pyplot as plt
-    from wavescat.data import Batches
     stem = model.conv1
     x, y = next(iter(Batches(images, n_images)))
     x = x.to(next(model.parameters()).device)
@@ -100,7 +99,6 @@ def plot_first_layer(model, images, n_images=3, n_learned=8, path=None):
 def plot_learned_filters(record: dict, path=None):
     "Re psi of a learnable-filter run's wavelets at the start and the end of training (None for fixed filters)."
     if 'filters' not in record: return None
-    from wavescat.scattering import plot_morlet_filters
     sets = {label: {k: torch.tensor(v) for k, v in p.items()} for label, p in record['filters'].items()}
     fig = plot_morlet_filters(sets, L=record['params']['L'], title=f"{record['run_id']}: ")
     if path: fig.savefig(path, dpi=110)
@@ -175,7 +173,7 @@ def _record_row(r: dict, with_history: bool) -> dict:
             'dataset': data_name(d['source']) if d.get('source') else 'unrecorded',  # older records: an absolute path
             'dataset_hash': d['dataset_hash'][:8] if d.get('dataset_hash') else 'unrecorded', 'n_test': d.get('n_test'),
             'run_id': r['run_id'], 'time_s': r['time_s'], 'images_per_s': r['images_per_s'],
-            'device': r['device'], 'epochs_done': len(r['history']), **({'history': r['history']} if with_history else {})}
+            'device': r['device'], 'environment': r.get('versions', {}).get('packages', 'unrecorded'), 'epochs_done': len(r['history']), **({'history': r['history']} if with_history else {})}
 
 def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
     "One row per finished run under `out_dir` (default outputs/runs); a record that cannot be read is skipped with a warning."
@@ -201,15 +199,17 @@ def model_label(model, L=None) -> str:
 DATA_COLUMNS = ('dataset', 'dataset_hash', 'n_test')
 
 def _agg(df):
-    g = df.groupby(['model_label', 'n_per_class', 'epochs', 'protocol', *DATA_COLUMNS], sort=False, dropna=False)['test_acc']
-    return pd.DataFrame({'seeds': g.size(), 'test_acc': g.mean(), 'std': g.std(ddof=1), 'ci95': g.apply(t_interval)}).reset_index()
+    g = df.groupby(['model_label', 'n_per_class', 'epochs', 'protocol', *DATA_COLUMNS], sort=False, dropna=False)
+    acc = g['test_acc']
+    return pd.DataFrame({'seeds': acc.size(), 'test_acc': acc.mean(), 'std': acc.std(ddof=1), 'ci95': acc.apply(t_interval),
+                         'environments': g['environment'].nunique()}).reset_index()
 
 def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Our results next to `PUBLISHED`: 'baseline', 'L_sweep', 'is_random', 'full_data' (empty where no run fits)."
     if df.empty: return {}
     df = df.assign(model_label=[model_label(m, L) for m, L in zip(df.model, df.L)])
     if 'protocol' not in df: df = df.assign(protocol='default')
-    df = df.assign(**{c: df[c] if c in df else 'unrecorded' for c in DATA_COLUMNS})
+    df = df.assign(**{c: df[c] if c in df else 'unrecorded' for c in (*DATA_COLUMNS, 'environment')})
     out = {}
     b = _agg(df[df.model == 'resnet18'])
     b['published'] = b.n_per_class.map(PUBLISHED['baseline'])
@@ -234,7 +234,6 @@ def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 # %% ../nbs/04_experiments.ipynb #0eb965ad
 def plot_learning_curves(df: pd.DataFrame, path=None):
     "Training loss and accuracy per epoch, mean over the seeds of each group of `load_records(with_history=True)` rows."
-    import matplotlib.pyplot as plt
     label = [f'{model_label(m, L)}, n={n}, {e} ep, {p}, {d}' for m, L, n, e, p, d in
              zip(df.model, df.L, df.n_per_class, df.epochs, df.protocol, df.get('dataset', ['?'] * len(df)))]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))

@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_completed, wait
 
+from .core import atomic_write_json
 from .models import MODELS
-from .train import TrainConfig, check_config, run_dir, run_id, read_record, atomic_write_json, train
+from .train import TrainConfig, check_config, run_dir, run_id, read_record, train
 
 # %% auto #0
 __all__ = ['SCATTERING_FIELDS', 'LEARNABLE_FIELDS', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cluster_spec', 'local_cluster',

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import (Batches, ImageSet, atomic_save, atomic_write, content_hash, data_name, indices_hash, is_int,
-                           load_cifar10, project_root, resolve_device, subsample)
+from .core import atomic_save, atomic_write, is_int, project_root, resolve_device
+from .data import Batches, ImageSet, content_hash, data_name, indices_hash, load_cifar10, subsample
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'RECORD_ONLY', 'ADDED_LATER', 'CONFIG_RULES', 'LOCK_FILE', 'NOT_LOCKED', 'CHECKPOINT_KEYS', 'TrainConfig',
