@@ -1,7 +1,7 @@
 "The environment: where requirements.lock covers the machine, ./run installed exactly its versions."
 import platform, re, sys
 import pytest
-from wavescat.train import environment, installed_packages, lock_pins
+from wavescat.core import environment, installed_packages, lock_pins
 from conftest import ROOT
 
 def lock_python() -> str:
