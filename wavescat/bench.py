@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
-from .core import atomic_write, check_int, resolve_device, versions
+from .core import EVAL_BATCH, atomic_write, check_int, memory_format, resolve_device, versions
 from .data import ImageSet, Batches, CIFAR10_CLASSES
 from .scattering import Scattering
 from .models import get_model
 
 # %% auto #0
 __all__ = ['SCATTERING_CONFIGS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn', 'bench_train_step',
-           'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'main']
+           'bench_paths', 'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'main']
 
 # %% ../nbs/05_bench.ipynb #db9d27e8
 def sync(device: torch.device):
@@ -92,6 +92,37 @@ def bench_train_step(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: in
     return [dict(model=k, batch=batch, step_ms=median_ms(v), images_per_s=1000 * batch / median_ms(v), ratio=median_ms(v) / base)
             for k, v in t.items()]
 
+# %% ../nbs/05_bench.ipynb #ffed7664
+def _eval_fn(model, x, batch, fmt, ctx):
+    def f():
+        with ctx():
+            for xb in x.split(batch): model(xb.contiguous(memory_format=fmt))
+    return f
+
+def bench_paths(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: int = 128, n_eval: int = 1000, device='auto',
+                rounds: int = 5, warmup: int = 1) -> list[dict]:
+    "Training and evaluation images/s of each model on the chosen path and on the eager path; `speedup` = chosen / eager."
+    device = resolve_device(device)
+    fmt = memory_format(device)
+    torch.manual_seed(0)
+    x, y = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
+    xe = torch.randn(n_eval, 3, 32, 32, device=device)
+    rows = []
+    for name, kw in models:
+        eager, chosen = get_model(name, **kw).to(device), get_model(name, **kw).to(device).to(memory_format=fmt)
+        t = interleaved({'train_eager': train_step_fn(eager.train(), x, y),
+                         'train_chosen': train_step_fn(chosen.train(), x.contiguous(memory_format=fmt), y)}, device, rounds, warmup)
+        eager.eval(); chosen.eval()
+        t.update(interleaved({'eval_eager': _eval_fn(eager, xe, 500, torch.contiguous_format, torch.no_grad),
+                              'eval_chosen': _eval_fn(chosen, xe, EVAL_BATCH, fmt, torch.inference_mode)}, device, rounds, warmup))
+        row = dict(model=name + ''.join(f' {k}={v}' for k, v in kw.items()), memory_format=str(fmt).split('.')[-1], eval_batch=EVAL_BATCH)
+        for k in ('train', 'eval'):
+            n = batch if k == 'train' else n_eval
+            for path in ('eager', 'chosen'): row[f'{k}_{path}_images_per_s'] = 1000 * n / median_ms(t[f'{k}_{path}'])
+            row[f'{k}_speedup'] = row[f'{k}_chosen_images_per_s'] / row[f'{k}_eager_images_per_s']
+        rows.append(row)
+    return rows
+
 # %% ../nbs/05_bench.ipynb #a9bc61a0
 def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', rounds: int = 3, warmup: int = 1) -> dict:
     "Images per second of one augmented, shuffled epoch of `Batches` over `n_images` random 32x32 images."
@@ -123,6 +154,7 @@ def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
     out = dict(machine=machine_info(device), versions=versions(), quick=quick, rounds=r, warmup=w,
                scattering=bench_scattering(batch=8 if quick else 128, device=device, rounds=r, warmup=w),
                train_step=bench_train_step(batch=8 if quick else 128, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
+               paths=bench_paths(batch=8 if quick else 128, n_eval=16 if quick else 1000, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
                iterator=bench_iterator(n_images=1024 if quick else 50_000, device=device, rounds=1 if quick else 3, warmup=1))
     out['seconds'] = time.time() - t0
     return out
@@ -139,6 +171,10 @@ def format_table(res: dict) -> str:
     lines += ['', f"A training step (forward, backward, SGD update, batch {b['batch']}): ResNet18 {b['step_ms'] / 1000:.2f} s, "
               f"ScatResNet18 v1 (L=4) {s['step_ms'] / 1000:.2f} s, ratio **{s['ratio']:.2f}**. The augmenting iterator delivers "
               f"{it['images_per_s']:,.0f} images/s."]
+    if 'paths' in res:  # results from before this measurement existed lack it
+        lines += ['', '| images/s | training, eager / chosen | speed-up | evaluation, eager / chosen | speed-up |', '|---|---|---|---|---|']
+        lines += [f"| {r['model']} | {r['train_eager_images_per_s']:.0f} / {r['train_chosen_images_per_s']:.0f} | **{r['train_speedup']:.2f}x** "
+                  f"| {r['eval_eager_images_per_s']:.0f} / {r['eval_chosen_images_per_s']:.0f} | **{r['eval_speedup']:.2f}x** |" for r in res['paths']]
     return '\n'.join(lines)
 
 @call_parse

@@ -13,9 +13,9 @@ import torch
 import wavescat
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write', 'atomic_save', 'atomic_write_json',
-           'resolve_device', 'canonical_name', 'lock_pins', 'installed_packages', 'environment', 'git_commit',
-           'versions']
+__all__ = ['EVAL_BATCH', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write', 'atomic_save',
+           'atomic_write_json', 'resolve_device', 'memory_format', 'canonical_name', 'lock_pins', 'installed_packages',
+           'environment', 'git_commit', 'versions']
 
 # %% ../nbs/00_core.ipynb #8d1a4eaa
 def is_int(v) -> bool:
@@ -69,6 +69,13 @@ def resolve_device(device='auto') -> torch.device:
     if d.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
     return d
+
+# %% ../nbs/00_core.ipynb #e5290e0a
+EVAL_BATCH = 250  # images per evaluation batch
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    "The memory format models and batches use on `device`: channels_last (faster for these convnets on CPU and CUDA)."
+    return torch.channels_last
 
 # %% ../nbs/00_core.ipynb #74319769
 LOCK_FILE = 'requirements.lock'
