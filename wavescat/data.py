@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
@@ -18,12 +19,13 @@ from .core import atomic_save, check_int, project_root, resolve_device
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'PIL_ONLY_EXTS', 'CACHE_VERSION',
-           'TINY_IMAGENET_URL', 'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10',
-           'DataNotFoundError', 'detect_layout', 'candidate_roots', 'download_target', 'find_cifar10', 'read_batches',
-           'decode_images', 'list_image_folder', 'read_image_folder', 'source_signature', 'download_cifar10',
-           'load_cifar10', 'cached_sets', 'find_tinyimagenet', 'tinyimagenet_files', 'tinyimagenet_names',
-           'load_tinyimagenet', 'make_fake_tinyimagenet', 'splitmix64', 'class_orders', 'subsample', 'indices_hash',
-           'content_hash', 'data_name', 'crop_flip', 'Batches']
+           'TINY_IMAGENET_URL', 'AUGMENTS', 'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays',
+           'make_fake_cifar10', 'DataNotFoundError', 'detect_layout', 'candidate_roots', 'download_target',
+           'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder', 'read_image_folder',
+           'source_signature', 'download_cifar10', 'load_cifar10', 'cached_sets', 'find_tinyimagenet',
+           'tinyimagenet_files', 'tinyimagenet_names', 'load_tinyimagenet', 'make_fake_tinyimagenet', 'splitmix64',
+           'class_orders', 'subsample', 'indices_hash', 'content_hash', 'data_name', 'crop_flip', 'shift_scale_rotate',
+           'cutout', 'era_draws', 'era_augment', 'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -421,12 +423,52 @@ def crop_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad=4,
     if inside is not None: out = out * inside[..., None].to(out.dtype)
     return out.permute(0, 3, 1, 2)  # (B, C, H, W), laid out channels_last
 
+# %% ../nbs/00_data.ipynb #c9a81072
+def shift_scale_rotate(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                       padding_mode='reflection') -> torch.Tensor:
+    "Per-image rotation by `angle` degrees (counter-clockwise), zoom by `scale`, shift by `shift` (B, 2) fractions of the size."
+    a = torch.deg2rad(angle.to(x.dtype))
+    cos, sin, s = torch.cos(a) / scale, torch.sin(a) / scale, 2 * shift.to(x.dtype)  # output -> input coordinates
+    theta = torch.stack([torch.stack([cos, -sin, -s[:, 0]], 1), torch.stack([sin, cos, -s[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode='bilinear', padding_mode=padding_mode, align_corners=False)
+
+def cutout(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int = 16, fill: float = 0.0) -> torch.Tensor:
+    "Fill a `size` x `size` square at (`tops`, `lefts`) of each image with `fill` (0: the mean, after normalisation)."
+    H, W = x.shape[-2:]
+    rows = (torch.arange(H, device=x.device) - tops[:, None]).clamp(min=0) < size  # (B, H): inside the square's rows
+    rows &= torch.arange(H, device=x.device) >= tops[:, None]
+    cols = (torch.arange(W, device=x.device) >= lefts[:, None]) & (torch.arange(W, device=x.device) < lefts[:, None] + size)
+    hole = (rows[:, :, None] & cols[:, None, :])[:, None]
+    return x.masked_fill(hole, fill)
+
+# %% ../nbs/00_data.ipynb #314e1872
+AUGMENTS = ('none', 'basic', 'era')
+
+def era_draws(n: int, generator: torch.Generator, size: int = 32, cut: int = 16) -> dict:
+    "Per-image parameters of the `era` augmentation: each transform on half the images (p = 0.5), Albumentations' default ranges."
+    u = lambda *s: torch.rand(*s, generator=generator)
+    on = lambda: u(n) < 0.5
+    ssr = on()
+    return dict(flips=on(), angle=torch.where(ssr, 90 * u(n) - 45, 0.), scale=torch.where(ssr, 0.9 + 0.2 * u(n), 1.),
+                shift=torch.where(ssr[:, None], 0.125 * u(n, 2) - 0.0625, 0.), cut=on(),
+                tops=torch.randint(0, size - cut + 1, (n,), generator=generator), lefts=torch.randint(0, size - cut + 1, (n,), generator=generator))
+
+def era_augment(x: torch.Tensor, d: dict, cut: int = 16) -> torch.Tensor:
+    "Flip, shift-scale-rotate, then cutout (filled with 0, the mean once normalised) of a normalised float batch `x`."
+    x = torch.where(d['flips'][:, None, None, None], x.flip(3), x)
+    x = shift_scale_rotate(x, d['angle'], d['scale'], d['shift'])
+    out = cutout(x, d['tops'], d['lefts'], cut)
+    return torch.where(d['cut'][:, None, None, None], out, x)
+
 # %% ../nbs/00_data.ipynb #1bc02591
 class Batches:
     "Iterate over `(images, labels)` batches of `ds` on `device`: seeded shuffling and augmentation, normalised."
     def __init__(self, ds: ImageSet, batch_size=128, shuffle=False, augment=False, seed=0, device='cpu',
                  pad=4, pad_mode='zeros', drop_last=False, dtype=torch.float32, mean=CIFAR10_MEAN, std=CIFAR10_STD):
         check_int('batch_size', batch_size, 1, 2**31)
+        augment = {False: 'none', True: 'basic'}.get(augment, augment) if isinstance(augment, bool) else augment
+        if augment not in AUGMENTS: raise ValueError(f'augment must be one of {AUGMENTS} (or True / False), got {augment!r}')
         if pad_mode not in ('zeros', 'reflect'): raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
         self.device = resolve_device(device)
         self.x, self.y = ds.x.to(self.device), ds.y.to(self.device)  # resident: small sets fit on the GPU
@@ -442,9 +484,8 @@ class Batches:
 
     def set_epoch(self, epoch: int): self.epoch = epoch
 
-    def _draws(self, n):
-        "Permutation, crop offsets and flips for one epoch, from a generator seeded by (seed, epoch)."
-        g = torch.Generator().manual_seed(int(splitmix64(np.uint64(self.seed) * np.uint64(1_000_003) + np.uint64(self.epoch))) >> 1)
+    def _draws(self, n, g):
+        "Permutation, crop offsets and flips for one epoch, from `g` (seeded by (seed, epoch))."
         perm = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         shifts = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g)
         flips = torch.rand(n, generator=g) < 0.5
@@ -452,10 +493,14 @@ class Batches:
 
     def __iter__(self):
         n = len(self.y)
-        perm, shifts, flips = (t.to(self.device, non_blocking=True) for t in self._draws(n))
+        g = torch.Generator().manual_seed(int(splitmix64(np.uint64(self.seed) * np.uint64(1_000_003) + np.uint64(self.epoch))) >> 1)
+        perm, shifts, flips = (t.to(self.device, non_blocking=True) for t in self._draws(n, g))
+        era = {k: v.to(self.device) for k, v in era_draws(n, g).items()} if self.augment == 'era' else None
         self.epoch += 1
         for i in range(len(self)):
             idx = perm[i * self.bs:(i + 1) * self.bs]
             xb = self.x[idx]
-            if self.augment: xb = crop_flip(xb, shifts[idx], flips[idx], self.pad, self.pad_mode)
-            yield (xb.to(self.dtype) - self.mean) / self.std, self.y[idx]
+            if self.augment == 'basic': xb = crop_flip(xb, shifts[idx], flips[idx], self.pad, self.pad_mode)
+            xb = (xb.to(self.dtype) - self.mean) / self.std
+            if era is not None: xb = era_augment(xb, {k: v[idx] for k, v in era.items()})
+            yield xb, self.y[idx]
