@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -19,13 +20,14 @@ from .core import atomic_save, check_int, project_root, resolve_device
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'PIL_ONLY_EXTS', 'CACHE_VERSION',
-           'TINY_IMAGENET_URL', 'AUGMENTS', 'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays',
-           'make_fake_cifar10', 'DataNotFoundError', 'detect_layout', 'candidate_roots', 'download_target',
-           'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder', 'read_image_folder',
+           'TINY_IMAGENET_URL', 'BIOMASS_TARGETS', 'BIOMASS_COLUMNS', 'AUGMENTS', 'data_dir', 'cache_dir', 'ImageSet',
+           'fake_cifar10_arrays', 'make_fake_cifar10', 'DataNotFoundError', 'detect_layout', 'candidate_roots',
+           'download_target', 'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder', 'read_image_folder',
            'source_signature', 'download_cifar10', 'load_cifar10', 'cached_sets', 'find_tinyimagenet',
-           'tinyimagenet_files', 'tinyimagenet_names', 'load_tinyimagenet', 'make_fake_tinyimagenet', 'splitmix64',
-           'class_orders', 'subsample', 'indices_hash', 'content_hash', 'data_name', 'crop_flip', 'shift_scale_rotate',
-           'cutout', 'era_draws', 'era_augment', 'Batches']
+           'tinyimagenet_files', 'tinyimagenet_names', 'load_tinyimagenet', 'make_fake_tinyimagenet',
+           'read_biomass_table', 'load_biomass', 'make_fake_biomass', 'splitmix64', 'class_orders', 'subsample',
+           'indices_hash', 'content_hash', 'data_name', 'crop_flip', 'shift_scale_rotate', 'cutout', 'era_draws',
+           'era_augment', 'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -353,6 +355,50 @@ def make_fake_tinyimagenet(path, n_classes=3, n_train=4, n_val=2, size=64, seed=
         save(root / 'val' / 'images' / f'val_{k}.JPEG', k % n_classes); ann.append(f'val_{k}.JPEG\t{wnids[k % n_classes]}\t0\t0\t{size - 1}\t{size - 1}')
     (root / 'val' / 'val_annotations.txt').write_text('\n'.join(ann) + '\n')
     (root / 'test' / 'images').mkdir(parents=True)  # unlabelled in the real release: not read
+    return root
+
+# %% ../nbs/00_data.ipynb #edc3b0c0
+BIOMASS_TARGETS = ('Dry_Clover_g', 'Dry_Dead_g', 'Dry_Green_g', 'Dry_Total_g', 'GDM_g')
+BIOMASS_COLUMNS = ('sample_id', 'image_path', 'target_name', 'target')
+
+def read_biomass_table(root) -> pd.DataFrame:
+    "One row per image of `root/train.csv`: `image_path`, the five targets (grams), and the metadata columns."
+    f = Path(root).expanduser() / 'train.csv'
+    if not f.is_file():
+        raise DataNotFoundError(f'No biomass data at {Path(root).expanduser()}: looked for train.csv (long format: '
+                                f'{", ".join(BIOMASS_COLUMNS)}, metadata) beside the train/ images of the CSIRO Image2Biomass competition.')
+    long = pd.read_csv(f)
+    missing = [c for c in BIOMASS_COLUMNS if c not in long]
+    if missing: raise ValueError(f'{f} lacks the column(s) {missing}; it has {list(long.columns)}')
+    unknown = sorted(set(long.target_name) - set(BIOMASS_TARGETS))
+    if unknown: raise ValueError(f'{f}: unknown target_name(s) {unknown}; expected {list(BIOMASS_TARGETS)}')
+    wide = long.pivot_table(index='image_path', columns='target_name', values='target', aggfunc='first')
+    incomplete = wide.index[wide.reindex(columns=list(BIOMASS_TARGETS)).isna().any(axis=1)].tolist()
+    if incomplete: raise ValueError(f'{f}: image(s) {incomplete[:5]} lack some of the five targets')
+    meta = long.drop(columns=['sample_id', 'target_name', 'target']).groupby('image_path').first()
+    return wide[list(BIOMASS_TARGETS)].join(meta).reset_index()
+
+def load_biomass(root) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    "(images uint8 N x 3 x H x W, targets N x 5 in grams, the table) of the biomass data at `root`."
+    table = read_biomass_table(root)
+    x = decode_images([Path(root).expanduser() / p for p in table.image_path])
+    return x, torch.tensor(table[list(BIOMASS_TARGETS)].to_numpy(), dtype=torch.float32), table
+
+# %% ../nbs/00_data.ipynb #25c0a8b9
+def make_fake_biomass(path, n_images=6, size=(480, 960), seed=0) -> Path:
+    "Write a small biomass data set in the competition's layout (`train.csv`, `train/*.jpg`) under `path`."
+    root = Path(path); (root / 'train').mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_images):
+        green, dead, clover = rng.uniform(0, 60, 3).round(2)
+        im = np.clip(rng.normal(60 + 2 * green, 25, (*size, 3)), 0, 255).astype(np.uint8)  # greener for more green matter
+        name = f'ID{1000 + i}'
+        Image.fromarray(im).save(root / 'train' / f'{name}.jpg', quality=90)
+        values = dict(Dry_Clover_g=clover, Dry_Dead_g=dead, Dry_Green_g=green, Dry_Total_g=clover + dead + green, GDM_g=green + clover)
+        rows += [dict(sample_id=f'{name}__{t}', image_path=f'train/{name}.jpg', Sampling_Date='2015/9/4', State='NSW',
+                      Species='Ryegrass', Pre_GSHH_NDVI=0.6, Height_Ave_cm=4.0, target_name=t, target=v) for t, v in values.items()]
+    pd.DataFrame(rows).to_csv(root / 'train.csv', index=False)
     return root
 
 # %% ../nbs/00_data.ipynb #2261665a

@@ -118,9 +118,15 @@ def scat_hybrid(num_classes: int = 10, size: int = 32, J: int = 2, L: int = 8, m
     return m
 
 # %% ../nbs/02_models.ipynb #ad0f7bbd
-def resnet18_regression(num_outputs: int = 5) -> nn.Module:
-    "torchvision's ImageNet ResNet18 with a `num_outputs`-way linear head (no softmax), randomly initialised."
-    return torchvision.models.resnet18(weights=None, num_classes=num_outputs)
+def resnet18_regression(num_outputs: int = 5, pretrained: bool = False) -> nn.Module:
+    "torchvision's ImageNet ResNet18 with a `num_outputs`-way linear head (no softmax); ImageNet weights if `pretrained` and loadable."
+    m = torchvision.models.resnet18(weights=None)
+    if pretrained:
+        try: m.load_state_dict(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False))
+        except Exception as e:  # no internet and no cached copy: say so, and go on from scratch
+            print(f'ImageNet weights for ResNet18 could not be loaded ({type(e).__name__}); training from scratch')
+    m.fc = nn.Linear(m.fc.in_features, num_outputs)
+    return m
 
 # %% ../nbs/02_models.ipynb #d7237145
 MODELS = {'resnet18': resnet18_cifar, 'scat_v1': scat_resnet18_v1, 'scat_hybrid': scat_hybrid, 'era_v1': era_v1, 'scat_era_v1': scat_era_v1,
