@@ -118,7 +118,7 @@ def test_bad_n_per_class(fake_cifar, cache, bad):
 def test_subsets_are_identical_in_two_fresh_processes(fake_cifar):
     code = ('from wavescat.data import *; import torch; torch.manual_seed({s}); '
             f'tr, _ = load_cifar10({str(fake_cifar["batches"])!r}); '
-            'a, v = subsample(tr, 3, seed=7, val_per_class=1); b = Batches(a, 8, shuffle=True, augment=True, seed=7); '
+            'a, v = subsample(tr, 3, seed=7, val_per_class=1); b = Batches(a, 8, shuffle=True, augment='basic', seed=7); '
             'x, y = next(iter(b)); print(a.idx.tolist(), v.idx.tolist(), y.tolist(), float(x.sum()))')
     # different global RNG states must not matter
     assert run_python(code.format(s=1)) == run_python(code.format(s=2))
@@ -136,7 +136,7 @@ def test_nesting_and_validation_disjoint(fake_cifar, cache):
 
 def test_batches_cover_and_normalise(fake_cifar, cache):
     train, _ = load_cifar10(fake_cifar['batches'], cache=cache)
-    b = Batches(train, 16, shuffle=True, augment=False, seed=0)
+    b = Batches(train, 16, shuffle=True, augment='none', seed=0)
     xs, ys = zip(*b)
     x = torch.cat(xs)
     assert x.dtype == torch.float32 and x.shape == (50, 3, 32, 32)
@@ -149,7 +149,7 @@ def test_batches_cover_and_normalise(fake_cifar, cache):
 def test_augmentation_changes_images_but_keeps_content(fake_cifar, cache):
     train, _ = load_cifar10(fake_cifar['batches'], cache=cache)
     plain = next(iter(Batches(train, 50)))[0]
-    aug = next(iter(Batches(train, 50, augment=True, seed=1, pad_mode='reflect')))[0]
+    aug = next(iter(Batches(train, 50, augment='basic', seed=1, pad_mode='reflect')))[0]
     assert not torch.equal(plain, aug)
     # reflect padding moves pixels around but keeps each image's colour statistics close
     assert torch.allclose(plain.mean((2, 3)), aug.mean((2, 3)), atol=0.3)

@@ -130,7 +130,7 @@ def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', roun
     g = torch.Generator().manual_seed(0)
     ds = ImageSet(torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=g),
                   torch.randint(0, 10, (n_images,), generator=g), CIFAR10_CLASSES, 'random')
-    batches = Batches(ds, batch, shuffle=True, augment=True, device=device)
+    batches = Batches(ds, batch, shuffle=True, augment='basic', device=device)
     def epoch():
         for xb, yb in batches: pass
     t = interleaved({'epoch': epoch}, device, rounds, warmup)

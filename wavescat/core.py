@@ -14,8 +14,8 @@ import wavescat
 
 # %% auto #0
 __all__ = ['EVAL_BATCH', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write', 'atomic_save',
-           'atomic_write_json', 'resolve_device', 'memory_format', 'canonical_name', 'lock_pins', 'installed_packages',
-           'environment', 'git_commit', 'versions']
+           'json_safe', 'atomic_write_json', 'resolve_device', 'memory_format', 'canonical_name', 'lock_pins',
+           'installed_packages', 'environment', 'git_commit', 'versions']
 
 # %% ../nbs/00_core.ipynb #8d1a4eaa
 def is_int(v) -> bool:
@@ -49,16 +49,16 @@ def atomic_save(obj, path):
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 # %% ../nbs/00_core.ipynb #6c8c3978
-def _json_safe(o):
+def json_safe(o):
     "NaN/inf become None: strict JSON readers reject NaN."
     if isinstance(o, float) and not math.isfinite(o): return None
-    if isinstance(o, dict): return {k: _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_json_safe(v) for v in o]
+    if isinstance(o, dict): return {k: json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [json_safe(v) for v in o]
     return o
 
 def atomic_write_json(obj, path):
     "Write `obj` as strict JSON with `atomic_write`."
-    text = json.dumps(_json_safe(obj), indent=1, allow_nan=False)
+    text = json.dumps(json_safe(obj), indent=1, allow_nan=False)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 # %% ../nbs/00_core.ipynb #20ed621b

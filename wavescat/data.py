@@ -510,11 +510,10 @@ def era_augment(x: torch.Tensor, d: dict, cut: int = 16) -> torch.Tensor:
 # %% ../nbs/00_data.ipynb #1bc02591
 class Batches:
     "Iterate over `(images, labels)` batches of `ds` on `device`: seeded shuffling and augmentation, normalised."
-    def __init__(self, ds: ImageSet, batch_size=128, shuffle=False, augment=False, seed=0, device='cpu',
+    def __init__(self, ds: ImageSet, batch_size=128, shuffle=False, augment='none', seed=0, device='cpu',
                  pad=4, pad_mode='zeros', drop_last=False, dtype=torch.float32, mean=CIFAR10_MEAN, std=CIFAR10_STD):
         check_int('batch_size', batch_size, 1, 2**31)
-        augment = {False: 'none', True: 'basic'}.get(augment, augment) if isinstance(augment, bool) else augment
-        if augment not in AUGMENTS: raise ValueError(f'augment must be one of {AUGMENTS} (or True / False), got {augment!r}')
+        if augment not in AUGMENTS: raise ValueError(f'augment must be one of {AUGMENTS}, got {augment!r}')
         if pad_mode not in ('zeros', 'reflect'): raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
         self.device = resolve_device(device)
         self.x, self.y = ds.x.to(self.device), ds.y.to(self.device)  # resident: small sets fit on the GPU

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 import torch
 
-from .train import CONFIG_RULES, RECORD_ONLY, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
+from .train import CONFIG_RULES, NOT_IN_ID, PROTOCOLS, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
 from .data import Batches, data_name
 from .scattering import plot_morlet_filters
 
@@ -187,10 +187,11 @@ def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
 _NAMED = ('model', 'L', 'n_per_class', 'seed', 'epochs')  # shown in their own columns
 
 def protocol_label(params: dict) -> str:
-    "The parameters of a run that differ from `TrainConfig`'s defaults, other than model, L, subset, seed, epochs."
-    default = asdict(TrainConfig())
-    diff = [f'{k}={v}' for k, v in params.items() if k in default and k not in _NAMED + RECORD_ONLY and v != default[k]]
-    return ', '.join(diff) or 'default'
+    "The run's protocol, then its parameters that differ from the protocol's (not model, L, subset, seed, epochs, nor those outside the id)."
+    name = params.get('protocol', 'study')
+    default = asdict(TrainConfig(protocol=name if name in PROTOCOLS else 'study'))
+    diff = [f'{k}={v}' for k, v in params.items() if k in default and k not in _NAMED + NOT_IN_ID and v != default[k]]
+    return ', '.join([name, *diff])
 
 def model_label(model, L=None) -> str:
     return model if L is None or (isinstance(L, float) and math.isnan(L)) else f'{model} L={int(L)}'
@@ -206,9 +207,10 @@ def _agg(df):
 
 def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Our results next to `PUBLISHED`: 'baseline', 'L_sweep', 'is_random', 'full_data' (empty where no run fits)."
-    if df.empty: return {}
+    if df.empty or 'test_acc' not in df: return {}
+    df = df[df.test_acc.notna()]  # runs that chose a recipe on validation data never saw the test set
     df = df.assign(model_label=[model_label(m, L) for m, L in zip(df.model, df.L)])
-    if 'protocol' not in df: df = df.assign(protocol='default')
+    if 'protocol' not in df: df = df.assign(protocol='study')
     df = df.assign(**{c: df[c] if c in df else 'unrecorded' for c in (*DATA_COLUMNS, 'environment')})
     out = {}
     b = _agg(df[df.model == 'resnet18'])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_sweep.ipynb #850014cb
 from __future__ import annotations
-import argparse, dataclasses, inspect, itertools, logging, os, sys, time, traceback
+import argparse, dataclasses, itertools, logging, os, sys, time, traceback
 from pathlib import Path
 
 import dask
@@ -14,7 +14,7 @@ from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_
 
 from .core import atomic_write_json
 from .models import MODELS
-from .train import TrainConfig, check_config, run_dir, run_id, read_record, train
+from .train import PROTOCOL_FIELDS, TrainConfig, check_config, run_dir, run_id, read_record, takes, train
 
 # %% auto #0
 __all__ = ['SCATTERING_FIELDS', 'LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cluster_spec',
@@ -25,7 +25,7 @@ SCATTERING_FIELDS = ('L', 'learnable', 'init', 'filter_lr')  # only models with 
 LEARNABLE_FIELDS = ('init', 'filter_lr')                      # only learnable filters take these
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
-def takes_scattering(model: str) -> bool: return model in MODELS and 'L' in inspect.signature(MODELS[model]).parameters
+def takes_scattering(model: str) -> bool: return model in MODELS and takes(model, 'L')
 
 def _applicable(params: dict) -> dict:
     "`params` with the fields that do not apply to its model (or to fixed filters) reset to their defaults."
@@ -174,7 +174,8 @@ def sweep_parser() -> argparse.ArgumentParser:
                                 epilog='Every run parameter takes one value or several: the runs are all their combinations.')
     for f in dataclasses.fields(TrainConfig):
         p.add_argument('--' + f.name.replace('_', '-'), dest=f.name, nargs='+', type=_value_parser(f),
-                       metavar=f.name.upper(), help=f'default {f.default!r}')
+                       metavar=f.name.upper(), help=f"{f.metadata['doc']}: {f.metadata['valid']} (default "
+                       + ('from --protocol' if f.name in PROTOCOL_FIELDS else repr(f.default)) + ')')
     p.add_argument('--scheduler', help='address of a running Dask scheduler (default $WAVESCAT_SCHEDULER, else an embedded cluster)')
     p.add_argument('--runs-per-gpu', type=int, default=1, help='runs at a time on each GPU of the embedded cluster (default 1)')
     p.add_argument('--progress-every', type=float, default=60.0, help='seconds between progress lines (default 60)')
