@@ -1,5 +1,5 @@
 "The experiment notebooks, executed headlessly by papermill with tiny parameters on the fake CIFAR-10."
-import json
+import ast, dataclasses, json
 from pathlib import Path
 import pytest
 
@@ -9,11 +9,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope='module')
 def env(fake_cifar, tmp_path_factory):
-    import os
     tmp = tmp_path_factory.mktemp('nbruns')
-    os.environ['WAVESCAT_CACHE'] = str(tmp / 'cache')  # the kernels inherit it
-    return dict(tmp=tmp, out=tmp / 'runs', common=dict(n_per_class=2, epochs=1, batch_size=10, test_subset=10,
-                data_root=str(fake_cifar['batches']), download=False, out_dir=str(tmp / 'runs'), device='cpu'))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('WAVESCAT_CACHE', str(tmp / 'cache'))  # the kernels inherit it; restored after this module
+        yield dict(tmp=tmp, out=tmp / 'runs', common=dict(n_per_class=2, epochs=1, batch_size=10, test_subset=10,
+                   data_root=str(fake_cifar['batches']), download=False, out_dir=str(tmp / 'runs'), device='cpu'))
 
 def execute(name, out_path, **params):
     return pm.execute_notebook(str(NBS / name), str(out_path), parameters=params, kernel_name='python3',
@@ -70,10 +70,17 @@ def test_l_sweep(env, tmp_path):
     (study,) = (tmp_path / 'studies').iterdir()
     assert (study / 'l_sweep.png').stat().st_size > 10_000
 
-def test_report(env):
-    figs = env['tmp'] / 'figures'
-    nb = execute('report.ipynb', env['tmp'] / 'report.ipynb', out_dir=str(env['out']), figures_dir=str(figs))
+def test_report(env, tmp_path):
+    "The report on runs of its own: two models, two seeds, and a protocol-choice run that never saw the test set."
+    from wavescat.train import train
+    common = {**env['common'], 'out_dir': str(tmp_path / 'runs'), 'eval_every': 1, 'progress_every': float('inf')}
+    for seed in (0, 1):
+        train(**{**common, 'seed': seed}); train(**{**common, 'seed': seed, 'model': 'scat_v1', 'L': 2})
+    train(**{**common, 'val_per_class': 1, 'evaluate_test': False})
+    figs = tmp_path / 'figures'
+    nb = execute('report.ipynb', tmp_path / 'report.ipynb', out_dir=str(tmp_path / 'runs'), figures_dir=str(figs))
     assert not errors(nb)
+    assert 'scat_v1 L=2 vs resnet18 over 2 paired seeds' in outputs_text(nb)
     assert (figs / 'accuracy_vs_L.png').exists() and (figs / 'learning_curves.png').exists()
 
 def test_report_without_records_says_how(tmp_path):
@@ -98,13 +105,35 @@ def test_bad_L_in_scat_v1(env, tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match='Parameter L must be None or an int in 1..20'):
         execute('scat_v1.ipynb', tmp_path / 'bad.ipynb', L=21, **env['common'])
 
-@pytest.mark.parametrize('name, expected', [
-    ('baseline.ipynb', {'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
-    ('scat_v1.ipynb', {'L', 'learnable', 'init', 'filter_lr', 'n_per_class', 'epochs', 'seed', 'data_root', 'test_subset', 'out_dir', 'device'}),
-    ('is_random.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device', 'scheduler'}),
-    ('l_sweep.ipynb', {'Ls', 'n_runs', 'n_per_class', 'epochs', 'seed', 'data_root', 'out_dir', 'device', 'scheduler'}),
-    ('report.ipynb', {'out_dir', 'figures_dir'}),
-])
-def test_papermill_sees_every_parameter(name, expected):
-    "papermill reads the tagged parameters cell (e.g. for --help-notebook); a cell it cannot parse shows up here."
-    assert expected <= set(pm.inspect_notebook(str(NBS / name)))
+def test_report_parameters():
+    assert set(pm.inspect_notebook(str(NBS / 'report.ipynb'))) == {'out_dir', 'figures_dir'}
+
+def _params_cell(name) -> str:
+    nb = json.loads((NBS / name).read_text())
+    (cell,) = [c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', [])]
+    return ''.join(cell['source'])
+
+@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'is_random.ipynb', 'l_sweep.ipynb', 'protocol.ipynb'])
+def test_parameters_cell_is_generated_from_the_config(name):
+    "Each experiment notebook's parameters are TrainConfig's (names, defaults, docs): regenerate with experiments.write_parameters."
+    from wavescat.experiments import NOTEBOOK_PARAMETERS, NOTEBOOK_DEFAULTS, parameters_cell
+    from wavescat.train import TrainConfig
+    assert _params_cell(name) == parameters_cell(**NOTEBOOK_PARAMETERS[name])
+    seen = pm.inspect_notebook(str(NBS / name))  # what papermill (and --help-notebook) reads from that cell
+    spec = NOTEBOOK_PARAMETERS[name]
+    defaults = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **NOTEBOOK_DEFAULTS, **spec.get('overrides', {})}
+    for k, p in seen.items():
+        expected = spec['extra'][k][0] if k in spec.get('extra', {}) else defaults[k]
+        assert ast.literal_eval(p['default']) == expected, k
+    if 'only' not in spec:
+        assert set(seen) == set(spec.get('extra', {})) | {f.name for f in dataclasses.fields(TrainConfig)} - set(spec['skip'])
+
+def test_protocol_chooses_on_validation_data(env, tmp_path):
+    nb = execute('protocol.ipynb', tmp_path / 'protocol.ipynb', max_epochs=2, n_per_class=2, val_per_class=1, eval_every=1,
+                 **{k: env['common'][k] for k in ('data_root', 'device', 'download')}, out_dir=str(tmp_path / 'runs'))
+    assert not errors(nb)
+    choice = json.loads((tmp_path / 'protocol.json').read_text())
+    assert choice['fast']['epochs'] in (1, 2) and len(choice['run_ids']) == 8 + 2 * 2
+    recs = [json.loads(f.read_text()) for f in (tmp_path / 'runs').glob('*/record.json')]
+    assert len(recs) == 12 and all('test_acc' not in r['metrics'] and r['params']['model'] == 'resnet18' for r in recs)
+    assert (tmp_path / 'figures' / 'protocol.png').stat().st_size > 10_000

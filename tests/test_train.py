@@ -43,11 +43,11 @@ def test_record_keys(tiny, tmp_path):
     assert {'params', 'metrics', 'history', 'time_s', 'images_per_s', 'device', 'versions', 'data'} <= set(rec)
     assert {'model', 'L', 'n_per_class', 'seed', 'epochs'} <= set(rec['params'])
     assert {'test_acc', 'val_acc', 'train_acc', 'train_loss', 'test_loss'} <= set(rec['metrics'])
-    assert {'train_loss', 'train_acc', 'val_loss', 'val_acc', 'lr', 'seconds'} <= set(rec['history'][0])
+    assert {'train_loss', 'train_acc', 'lr', 'seconds', 'images_per_s'} <= set(rec['history'][0])  # validation: with eval_every
     assert set(rec['versions']) >= {'python', 'torch', 'kymatio', 'wavescat', 'git'}
     assert rec['data']['n_train'] == 20 and rec['data']['n_val'] == 10 and len(rec['data']['train_indices_hash']) == 16
 
-LEARNING_RUN = dict(model='resnet18', n_per_class=5, epochs=8, batch_size=10, lr=0.01, schedule='onecycle', augment=False,
+LEARNING_RUN = dict(model='resnet18', n_per_class=5, epochs=8, batch_size=10, lr=0.01, schedule='onecycle', augment='none',
                     device='cpu', progress_every=float('inf'))
 
 def learned(metrics) -> bool:
@@ -240,3 +240,11 @@ def test_files_get_the_umask_mode(tiny, tmp_path):
     folder = tmp_path / rec['run_id']
     for f in [folder / 'record.json', folder / 'model.pt', *(tmp_path / 'cache').glob('*.pt')]:
         assert f.stat().st_mode & 0o777 == 0o644, f
+
+def test_fast_protocol_is_the_committed_choice():
+    "PROTOCOLS['fast'] is what nbs/protocol.ipynb chose on validation data (outputs/protocol.json); before that choice there is no 'fast'."
+    from pathlib import Path
+    from wavescat.train import PROTOCOLS
+    f = Path(__file__).resolve().parents[1] / 'outputs' / 'protocol.json'
+    if f.exists(): assert PROTOCOLS.get('fast') == json.loads(f.read_text())['fast']
+    else: assert 'fast' not in PROTOCOLS

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_experiments.ipynb #192d12e6
 from __future__ import annotations
-import json, math, warnings
+import dataclasses, json, math, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,14 +14,17 @@ import pandas as pd
 from scipy import stats
 import torch
 
-from .train import CONFIG_RULES, NOT_IN_ID, PROTOCOLS, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
+from .core import is_int
+from .train import CONFIG_RULES, NOT_IN_ID, PROTOCOL_FIELDS, PROTOCOLS, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
 from .data import Batches, data_name
 from .scattering import plot_morlet_filters
 
 # %% auto #0
-__all__ = ['STUDY_RULES', 'PUBLISHED', 'DATA_COLUMNS', 'notebook_params', 'check_study', 'experiment_config', 'plot_history',
+__all__ = ['STUDY_RULES', 'SCATTERING_ONLY', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE',
+           'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'verdict',
-           'clipped_errors', 'load_records', 'protocol_label', 'model_label', 'study_tables', 'plot_learning_curves']
+           'clipped_errors', 'load_records', 'protocol_label', 'model_label', 'study_tables', 'plot_learning_curves',
+           'published_200_epochs', 'headline', 'plot_headline', 'results_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -32,7 +35,7 @@ def notebook_params(namespace: dict, before: set) -> dict:
 STUDY_RULES = {
     'Ls': (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(CONFIG_RULES['L'][0](x) and x is not None for x in v),
            'a non-empty list of ints in 1..20'),
-    'n_runs': (lambda v: CONFIG_RULES['seed'][0](v) and 1 <= v <= 100, 'an int in 1..100'),
+    'n_runs': (lambda v: is_int(v) and 1 <= v <= 100, 'an int in 1..100'),
     'scheduler': (lambda v: v is None or (isinstance(v, str) and '://' in v), "None or a Dask scheduler address like 'tcp://host:8786'"),
 }
 
@@ -51,6 +54,43 @@ def experiment_config(model: str, params: dict) -> TrainConfig:
     if 'model' in params:
         raise ValueError(f'Parameter model is fixed to {model!r} by this notebook; run the notebook of the other model instead')
     return check_config(model=model, **params)
+
+# %% ../nbs/04_experiments.ipynb #26123019
+SCATTERING_ONLY = ('L', 'learnable', 'init', 'filter_lr')
+_STUDY = {'n_runs': 'seeds per model: seed, seed + 1, ...',
+          'scheduler': 'a Dask scheduler address; None: $WAVESCAT_SCHEDULER, else an embedded cluster'}
+NOTEBOOK_PARAMETERS = {  # per notebook: study parameters (value, doc) first, then TrainConfig's fields
+    'baseline.ipynb': dict(skip=('model', *SCATTERING_ONLY)),
+    'scat_v1.ipynb': dict(skip=('model',)),
+    'is_random.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
+        'Ls': ([4, 6, 8, 10], 'ScatResNet18 v1 orientations to compare'), 'n_runs': (6, _STUDY['n_runs']), 'scheduler': (None, _STUDY['scheduler'])}),
+    'l_sweep.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
+        'Ls': (list(range(1, 21)), 'ScatResNet18 v1 orientations'), 'n_runs': (1, _STUDY['n_runs']), 'scheduler': (None, _STUDY['scheduler'])}),
+    'protocol.ipynb': dict(only=('n_per_class', 'val_per_class', 'seed', 'eval_every', 'data_root', 'download', 'out_dir', 'device'),
+        overrides={'val_per_class': 100, 'eval_every': 5}, extra={
+        'max_epochs': (40, 'the longest candidate; the short ones take half'), 'finalists': (2, 'candidates that get more seeds'),
+        'n_seeds': (3, 'seeds per finalist: seed, seed + 1, ...'), 'scheduler': (None, _STUDY['scheduler'])}),
+}
+NOTEBOOK_DEFAULTS = {'download': True}
+
+def parameters_cell(skip=(), only=None, extra=None, overrides=None) -> str:
+    "A papermill parameters cell: `extra` {name: (value, doc)}, then `TrainConfig`'s fields (`only` these, or all but `skip`)."
+    rows = [(k, v, doc) for k, (v, doc) in (extra or {}).items()]
+    values = {**NOTEBOOK_DEFAULTS, **(overrides or {})}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip or (only is not None and f.name not in only): continue
+        doc = f.metadata['doc'] + (" (None: the protocol's)" if f.name in PROTOCOL_FIELDS else '')
+        rows.append((f.name, values.get(f.name, f.default), doc))
+    width = max(len(f'{k} = {v!r}') for k, v, _ in rows) + 2
+    return '\n'.join(f'{k} = {v!r}'.ljust(width) + f'# {doc}' for k, v, doc in rows)
+
+def write_parameters(path):
+    "Rewrite the tagged parameters cell of the notebook at `path` from `NOTEBOOK_PARAMETERS`."
+    path = Path(path); nb = json.loads(path.read_text())
+    (cell,) = [c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', [])]
+    src = parameters_cell(**NOTEBOOK_PARAMETERS[path.name]).split('\n')
+    cell['source'] = [l + '\n' for l in src[:-1]] + src[-1:]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
 
 # %% ../nbs/04_experiments.ipynb #8493a85c
 def plot_history(record: dict, path=None):
@@ -246,3 +286,70 @@ def plot_learning_curves(df: pd.DataFrame, path=None):
     a2.legend(fontsize=7); fig.suptitle('learning curves (mean over seeds)'); fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig
+
+# %% ../nbs/04_experiments.ipynb #57a12ec4
+HEADLINE = dict(protocol='fast', n_per_class=100, baseline='resnet18', models=('resnet18', 'scat_v1 L=4', 'scat_v1 L=8'))
+
+def published_200_epochs(label: str) -> str:
+    "The published 100-per-class, 200-epoch figure(s) for the model `label`, as text."
+    if label == 'resnet18': return f"{PUBLISHED['baseline'][100]:.2f} (1 run)"
+    L = int(label.split('L=')[1])
+    mean = PUBLISHED['is_random_100'].get(L)
+    return f"{PUBLISHED['scat_v1_L_sweep_100'][L]:.2f} (1 run)" + (f'; {mean[0]:.2f} (mean of 6)' if mean else '')
+
+def headline(df: pd.DataFrame, protocol=HEADLINE['protocol'], n_per_class=HEADLINE['n_per_class'],
+             baseline=HEADLINE['baseline'], models=HEADLINE['models']) -> dict:
+    "`runs`, per-model `summary`, `paired` differences with the baseline and their `verdicts`, from `load_records` rows."
+    keep = pd.Series(False, index=df.index) if df.empty or 'test_acc' not in df else (
+        (df.protocol == protocol) & (df.n_per_class == n_per_class) & (df.test_subset == 0) & df.test_acc.notna())
+    runs = df[keep].assign(model_label=[model_label(m, L) for m, L in zip(df[keep].get('model', []), df[keep].get('L', []))])
+    runs = runs[runs.model_label.isin(models)]
+    if runs.empty: return dict(runs=runs, summary=pd.DataFrame(), paired=pd.DataFrame(), verdicts=[])
+    if runs.dataset_hash.nunique() > 1: raise ValueError(f'The headline runs used different data: {sorted(runs.dataset_hash.unique())}')
+    order = [m for m in models if m in set(runs.model_label)]
+    summary = seed_summary(runs, by='model_label').loc[order]
+    summary['published_200_epochs'] = [published_200_epochs(m) for m in summary.index]
+    paired = paired_difference(runs, baseline=baseline, by='model_label') if baseline in order else pd.DataFrame()
+    verdicts = [verdict(row, name, baseline) for name, row in paired.iterrows()]
+    return dict(runs=runs, summary=summary, paired=paired, verdicts=verdicts)
+
+# %% ../nbs/04_experiments.ipynb #97e4916a
+def plot_headline(h: dict, path=None):
+    "Accuracy per model (seeds, mean, 95 % interval) and the paired differences to the baseline, per seed."
+    runs, s = h['runs'], h['summary']
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw=dict(width_ratios=[1.2, 1]))
+    x = {m: i for i, m in enumerate(s.index)}
+    a1.scatter(runs.model_label.map(x) + 0.08 * (runs.seed - runs.seed.mean()), runs.test_acc, c=runs.seed, cmap='tab10', s=25, zorder=3)
+    a1.errorbar(range(len(s)), s['mean'], yerr=clipped_errors(s['mean'], s.ci95), fmt='k_', ms=20, capsize=6, label='mean, 95 % interval')
+    a1.set(xticks=range(len(s)), xticklabels=s.index, ylabel='test accuracy (%)', title=f"{HEADLINE['protocol']} protocol, {HEADLINE['n_per_class']}/class")
+    a1.legend(fontsize=8); a1.grid(alpha=0.3)
+    base = runs[runs.model_label == HEADLINE['baseline']].set_index('seed').test_acc
+    for i, (name, row) in enumerate(h['paired'].iterrows()):
+        d = runs[runs.model_label == name].set_index('seed').test_acc - base
+        a2.scatter([i] * len(d.dropna()), d.dropna(), color='C0', s=25, zorder=3)
+        a2.errorbar([i], [row.mean_diff], yerr=[[row.mean_diff - row.ci95_low], [row.ci95_high - row.mean_diff]] if not np.isnan(row.ci95_low) else None,
+                    fmt='k_', ms=20, capsize=6)
+    a2.axhline(0, color='r', lw=1)
+    a2.set(xticks=range(len(h['paired'])), xticklabels=[f'{n} - {HEADLINE["baseline"]}' for n in h['paired'].index],
+           ylabel='paired difference (points)', title='same seed, same images'); a2.grid(alpha=0.3)
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/04_experiments.ipynb #d7463c27
+def results_markdown(h: dict) -> str:
+    "The README's results section from `headline(load_records())`."
+    if h['summary'].empty:
+        return (f"No finished `{HEADLINE['protocol']}` runs at {HEADLINE['n_per_class']} images per class are committed yet "
+                '(see the commands below).')
+    s = h['summary']
+    rows = ['| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs (another protocol) |',
+            '|---|---|---|---|---|---|']
+    rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {r['std']:.2f} | ± {r.ci95:.2f} | {r.published_200_epochs} |" for m, r in s.iterrows()]
+    p = h['paired']
+    if len(p):
+        rows += ['', '| paired with resnet18 | pairs | mean difference (points) | 95 % interval | paired t-test p | Wilcoxon p | wins |',
+                 '|---|---|---|---|---|---|---|']
+        rows += [f'| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {r.ci95_low:+.2f} to {r.ci95_high:+.2f} | {r.p_ttest:.3g} | '
+                 f'{r.p_wilcoxon:.3g} | {int(r.wins)} of {int(r.pairs)} |' for m, r in p.iterrows()]
+    return '\n'.join(rows + [''] + [f'- {v}' for v in h['verdicts']])
