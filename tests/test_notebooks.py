@@ -73,14 +73,16 @@ def test_l_sweep(env, tmp_path):
 def test_report(env, tmp_path):
     "The report on runs of its own: two models, two seeds, and a protocol-choice run that never saw the test set."
     from wavescat.train import train
-    common = {**env['common'], 'out_dir': str(tmp_path / 'runs'), 'eval_every': 1, 'progress_every': float('inf')}
+    common = {**env['common'], 'out_dir': str(tmp_path / 'runs'), 'eval_every': 1, 'progress_every': float('inf'), 'test_subset': 0}
     for seed in (0, 1):
-        train(**{**common, 'seed': seed}); train(**{**common, 'seed': seed, 'model': 'scat_v1', 'L': 2})
+        train(**{**common, 'seed': seed}); train(**{**common, 'seed': seed, 'model': 'scat_v1', 'L': 4})
     train(**{**common, 'val_per_class': 1, 'evaluate_test': False})
     figs = tmp_path / 'figures'
-    nb = execute('report.ipynb', tmp_path / 'report.ipynb', out_dir=str(tmp_path / 'runs'), figures_dir=str(figs))
+    nb = execute('report.ipynb', tmp_path / 'report.ipynb', out_dir=str(tmp_path / 'runs'), figures_dir=str(figs),
+                 protocol='study, batch_size=10', n_per_class=2)
     assert not errors(nb)
-    assert 'scat_v1 L=2 vs resnet18 over 2 paired seeds' in outputs_text(nb)
+    assert 'scat_v1 L=4 vs resnet18 over 2 paired seeds' in outputs_text(nb)  # the computed verdict
+    assert (figs / 'headline.png').stat().st_size > 10_000
     assert (figs / 'accuracy_vs_L.png').exists() and (figs / 'learning_curves.png').exists()
 
 def test_report_without_records_says_how(tmp_path):
@@ -106,7 +108,7 @@ def test_bad_L_in_scat_v1(env, tmp_path):
         execute('scat_v1.ipynb', tmp_path / 'bad.ipynb', L=21, **env['common'])
 
 def test_report_parameters():
-    assert set(pm.inspect_notebook(str(NBS / 'report.ipynb'))) == {'out_dir', 'figures_dir'}
+    assert set(pm.inspect_notebook(str(NBS / 'report.ipynb'))) == {'out_dir', 'figures_dir', 'protocol', 'n_per_class'}
 
 def _params_cell(name) -> str:
     nb = json.loads((NBS / name).read_text())

@@ -304,14 +304,15 @@ def headline(df: pd.DataFrame, protocol=HEADLINE['protocol'], n_per_class=HEADLI
         (df.protocol == protocol) & (df.n_per_class == n_per_class) & (df.test_subset == 0) & df.test_acc.notna())
     runs = df[keep].assign(model_label=[model_label(m, L) for m, L in zip(df[keep].get('model', []), df[keep].get('L', []))])
     runs = runs[runs.model_label.isin(models)]
-    if runs.empty: return dict(runs=runs, summary=pd.DataFrame(), paired=pd.DataFrame(), verdicts=[])
+    what = dict(protocol=protocol, n_per_class=n_per_class, baseline=baseline)
+    if runs.empty: return dict(runs=runs, summary=pd.DataFrame(), paired=pd.DataFrame(), verdicts=[], **what)
     if runs.dataset_hash.nunique() > 1: raise ValueError(f'The headline runs used different data: {sorted(runs.dataset_hash.unique())}')
     order = [m for m in models if m in set(runs.model_label)]
     summary = seed_summary(runs, by='model_label').loc[order]
     summary['published_200_epochs'] = [published_200_epochs(m) for m in summary.index]
     paired = paired_difference(runs, baseline=baseline, by='model_label') if baseline in order else pd.DataFrame()
     verdicts = [verdict(row, name, baseline) for name, row in paired.iterrows()]
-    return dict(runs=runs, summary=summary, paired=paired, verdicts=verdicts)
+    return dict(runs=runs, summary=summary, paired=paired, verdicts=verdicts, **what)
 
 # %% ../nbs/04_experiments.ipynb #97e4916a
 def plot_headline(h: dict, path=None):
@@ -321,16 +322,16 @@ def plot_headline(h: dict, path=None):
     x = {m: i for i, m in enumerate(s.index)}
     a1.scatter(runs.model_label.map(x) + 0.08 * (runs.seed - runs.seed.mean()), runs.test_acc, c=runs.seed, cmap='tab10', s=25, zorder=3)
     a1.errorbar(range(len(s)), s['mean'], yerr=clipped_errors(s['mean'], s.ci95), fmt='k_', ms=20, capsize=6, label='mean, 95 % interval')
-    a1.set(xticks=range(len(s)), xticklabels=s.index, ylabel='test accuracy (%)', title=f"{HEADLINE['protocol']} protocol, {HEADLINE['n_per_class']}/class")
+    a1.set(xticks=range(len(s)), xticklabels=s.index, ylabel='test accuracy (%)', title=f"{h['protocol']} protocol, {h['n_per_class']}/class")
     a1.legend(fontsize=8); a1.grid(alpha=0.3)
-    base = runs[runs.model_label == HEADLINE['baseline']].set_index('seed').test_acc
+    base = runs[runs.model_label == h['baseline']].set_index('seed').test_acc
     for i, (name, row) in enumerate(h['paired'].iterrows()):
         d = runs[runs.model_label == name].set_index('seed').test_acc - base
         a2.scatter([i] * len(d.dropna()), d.dropna(), color='C0', s=25, zorder=3)
         a2.errorbar([i], [row.mean_diff], yerr=[[row.mean_diff - row.ci95_low], [row.ci95_high - row.mean_diff]] if not np.isnan(row.ci95_low) else None,
                     fmt='k_', ms=20, capsize=6)
     a2.axhline(0, color='r', lw=1)
-    a2.set(xticks=range(len(h['paired'])), xticklabels=[f'{n} - {HEADLINE["baseline"]}' for n in h['paired'].index],
+    a2.set(xticks=range(len(h['paired'])), xticklabels=[f"{n} - {h['baseline']}" for n in h['paired'].index],
            ylabel='paired difference (points)', title='same seed, same images'); a2.grid(alpha=0.3)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
@@ -340,7 +341,7 @@ def plot_headline(h: dict, path=None):
 def results_markdown(h: dict) -> str:
     "The README's results section from `headline(load_records())`."
     if h['summary'].empty:
-        return (f"No finished `{HEADLINE['protocol']}` runs at {HEADLINE['n_per_class']} images per class are committed yet "
+        return (f"No finished `{h['protocol']}` runs at {h['n_per_class']} images per class are committed yet "
                 '(see the commands below).')
     s = h['summary']
     rows = ['| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs (another protocol) |',
