@@ -41,6 +41,14 @@ def test_scat_v1(env):
     assert 'learning_curves.png' in pngs and 'first_layer_channels.png' in pngs
     assert 'filters_start_end.png' not in pngs  # fixed filters
 
+def test_hybrid(env, tmp_path):
+    nb = execute('hybrid.ipynb', tmp_path / 'hybrid.ipynb', **{**env['common'], 'out_dir': str(tmp_path / 'runs')})
+    assert not errors(nb)
+    (folder,) = (tmp_path / 'runs').iterdir()
+    rec = json.loads((folder / 'record.json').read_text())
+    assert folder.name.startswith('scat_hybrid-L8-n2-s0-') and rec['params']['dataset'] == 'cifar10'
+    assert (folder / 'learning_curves.png').stat().st_size > 10_000 and 'trainable parameters' in outputs_text(nb)
+
 def test_scat_v1_learnable(env, tmp_path):
     nb = execute('scat_v1.ipynb', tmp_path / 'scat_v1.ipynb', L=2, learnable=True, init='random', filter_lr=0.05, **env['common'])
     assert not errors(nb)
@@ -115,7 +123,7 @@ def _params_cell(name) -> str:
     (cell,) = [c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', [])]
     return ''.join(cell['source'])
 
-@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'is_random.ipynb', 'l_sweep.ipynb', 'protocol.ipynb'])
+@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'hybrid.ipynb', 'is_random.ipynb', 'l_sweep.ipynb', 'protocol.ipynb'])
 def test_parameters_cell_is_generated_from_the_config(name):
     "Each experiment notebook's parameters are TrainConfig's (names, defaults, docs): regenerate with experiments.write_parameters."
     from wavescat.experiments import NOTEBOOK_PARAMETERS, NOTEBOOK_DEFAULTS, parameters_cell

@@ -20,14 +20,15 @@ from .core import atomic_save, check_int, project_root, resolve_device
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYOUT_HELP', 'PIL_ONLY_EXTS', 'CACHE_VERSION',
-           'TINY_IMAGENET_URL', 'BIOMASS_TARGETS', 'BIOMASS_COLUMNS', 'AUGMENTS', 'data_dir', 'cache_dir', 'ImageSet',
-           'fake_cifar10_arrays', 'make_fake_cifar10', 'DataNotFoundError', 'detect_layout', 'candidate_roots',
-           'download_target', 'find_cifar10', 'read_batches', 'decode_images', 'list_image_folder', 'read_image_folder',
-           'source_signature', 'download_cifar10', 'load_cifar10', 'cached_sets', 'find_tinyimagenet',
-           'tinyimagenet_files', 'tinyimagenet_names', 'load_tinyimagenet', 'make_fake_tinyimagenet',
-           'read_biomass_table', 'load_biomass', 'make_fake_biomass', 'splitmix64', 'class_orders', 'subsample',
-           'indices_hash', 'content_hash', 'data_name', 'crop_flip', 'shift_scale_rotate', 'cutout', 'era_draws',
-           'era_augment', 'Batches']
+           'TINY_IMAGENET_URL', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'BIOMASS_TARGETS', 'BIOMASS_COLUMNS',
+           'AUGMENTS', 'data_dir', 'cache_dir', 'ImageSet', 'fake_cifar10_arrays', 'make_fake_cifar10',
+           'DataNotFoundError', 'detect_layout', 'candidate_roots', 'download_target', 'find_cifar10', 'read_batches',
+           'decode_images', 'list_image_folder', 'read_image_folder', 'source_signature', 'download_cifar10',
+           'load_cifar10', 'cached_sets', 'find_tinyimagenet', 'tinyimagenet_files', 'tinyimagenet_names',
+           'download_tinyimagenet', 'load_tinyimagenet', 'make_fake_tinyimagenet', 'load_dataset', 'read_biomass_table',
+           'load_biomass', 'make_fake_biomass', 'splitmix64', 'class_orders', 'subsample', 'indices_hash',
+           'content_hash', 'data_name', 'crop_flip', 'shift_scale_rotate', 'cutout', 'era_draws', 'era_augment',
+           'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -323,9 +324,23 @@ def tinyimagenet_names(folder) -> dict[str, str]:
     rows = (l.split('\t', 1) for l in (Path(folder) / 'words.txt').read_text().splitlines() if '\t' in l)
     return {w: name.strip() for w, name in rows if w in wnids}
 
-def load_tinyimagenet(root=None, cache=None, verbose=False) -> tuple[ImageSet, ImageSet]:
+def download_tinyimagenet(folder=None) -> Path:
+    "Fetch and unzip the official release into `folder`; on failure one readable error naming where to get it."
+    folder = Path(folder or data_dir())
+    print(f'No local Tiny ImageNet-200 found: downloading {TINY_IMAGENET_URL} into {folder} ...', flush=True)
+    try: torchvision.datasets.utils.download_and_extract_archive(TINY_IMAGENET_URL, str(folder), remove_finished=True)
+    except Exception as e:
+        raise DataNotFoundError(f'Could not download Tiny ImageNet-200 into {folder} ({type(e).__name__}: '
+                                f'{getattr(e, "reason", None) or e}). Get {TINY_IMAGENET_URL} elsewhere, unzip it, and pass its '
+                                'folder as root / data_root or set WAVESCAT_TINYIMAGENET.') from None
+    return folder / 'tiny-imagenet-200'
+
+def load_tinyimagenet(root=None, download=False, cache=None, verbose=False) -> tuple[ImageSet, ImageSet]:
     "(train, val) Tiny ImageNet-200 `ImageSet`s (classes: the wnids), decoded once and cached like CIFAR-10."
-    folder = find_tinyimagenet(root)
+    try: folder = find_tinyimagenet(root)
+    except DataNotFoundError:
+        if not download: raise
+        folder = download_tinyimagenet(Path(root).expanduser() if root is not None else None)
     def read(folder):
         wnids, (ftr, ytr), (fva, yva) = tinyimagenet_files(folder)
         return (ImageSet(decode_images(ftr), ytr, wnids, str(folder)), ImageSet(decode_images(fva), yva, wnids, str(folder)))
@@ -356,6 +371,18 @@ def make_fake_tinyimagenet(path, n_classes=3, n_train=4, n_val=2, size=64, seed=
     (root / 'val' / 'val_annotations.txt').write_text('\n'.join(ann) + '\n')
     (root / 'test' / 'images').mkdir(parents=True)  # unlabelled in the real release: not read
     return root
+
+# %% ../nbs/00_data.ipynb #b4ada3d3
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DATASETS = {
+    'cifar10': dict(load=load_cifar10, n_classes=10, size=32, mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    'tinyimagenet': dict(load=load_tinyimagenet, n_classes=200, size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+}
+
+def load_dataset(name: str, root=None, download=False) -> tuple[ImageSet, ImageSet]:
+    "(train, test) of the data set `name` (a key of `DATASETS`)."
+    if name not in DATASETS: raise ValueError(f'dataset must be one of {tuple(DATASETS)}, got {name!r}')
+    return DATASETS[name]['load'](root, download=download)
 
 # %% ../nbs/00_data.ipynb #edc3b0c0
 BIOMASS_TARGETS = ('Dry_Clover_g', 'Dry_Dead_g', 'Dry_Green_g', 'Dry_Total_g', 'GDM_g')

@@ -62,6 +62,7 @@ _STUDY = {'n_runs': 'seeds per model: seed, seed + 1, ...',
 NOTEBOOK_PARAMETERS = {  # per notebook: study parameters (value, doc) first, then TrainConfig's fields
     'baseline.ipynb': dict(skip=('model', *SCATTERING_ONLY)),
     'scat_v1.ipynb': dict(skip=('model',)),
+    'hybrid.ipynb': dict(skip=('model',), overrides={'L': 8}),
     'is_random.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
         'Ls': ([4, 6, 8, 10], 'ScatResNet18 v1 orientations to compare'), 'n_runs': (6, _STUDY['n_runs']), 'scheduler': (None, _STUDY['scheduler'])}),
     'l_sweep.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
@@ -99,9 +100,9 @@ def plot_history(record: dict, path=None):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     a1.plot(h.epoch, h.train_loss, '.-', label='train (augmented)')  # markers: a 1-epoch run still shows
     a2.plot(h.epoch, h.train_acc, '.-', label='train (augmented)')
-    if h.val_acc.notna().any(): a1.plot(h.epoch, h.val_loss, '.-', label='validation'); a2.plot(h.epoch, h.val_acc, '.-', label='validation')
+    if 'val_acc' in h and h.val_acc.notna().any(): a1.plot(h.epoch, h.val_loss, '.-', label='validation'); a2.plot(h.epoch, h.val_acc, '.-', label='validation')
     if 'test_acc' in h: a1.plot(h.epoch, h.test_loss, 'o-', label='test'); a2.plot(h.epoch, h.test_acc, 'o-', label='test')
-    a2.axhline(record['metrics']['test_acc'], color='k', ls=':', label=f"final test {record['metrics']['test_acc']:.2f}%")
+    if 'test_acc' in record['metrics']: a2.axhline(record['metrics']['test_acc'], color='k', ls=':', label=f"final test {record['metrics']['test_acc']:.2f}%")
     a1.set(xlabel='epoch', ylabel='cross-entropy', title='loss'); a2.set(xlabel='epoch', ylabel='%', title='accuracy')
     for a in (a1, a2): a.legend(fontsize=8); a.grid(alpha=0.3)
     fig.suptitle(record['run_id'], fontsize=10); fig.tight_layout()

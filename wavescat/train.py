@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import EVAL_BATCH, atomic_save, atomic_write_json, is_int, json_safe, memory_format, project_root, resolve_device, versions
-from .data import AUGMENTS, Batches, ImageSet, content_hash, data_name, indices_hash, load_cifar10, subsample
+from .data import AUGMENTS, DATASETS, Batches, ImageSet, content_hash, data_name, indices_hash, load_dataset, subsample
 from .models import MODELS, get_model
 from .scattering import Scattering
 
@@ -56,12 +56,14 @@ TRAINABLE = tuple(m for m in MODELS if takes(m, 'num_classes'))  # the classifie
 class TrainConfig:
     "A training run, valid by construction: what to train, on what, and how (`config_table()` lists the fields)."
     model: str = param('resnet18', 'the network', f'one of {TRAINABLE}', lambda v: v in TRAINABLE)
+    dataset: str = param('cifar10', "the images: 'cifar10' or 'tinyimagenet' (its validation split as the test set)", f'one of {tuple(DATASETS)}',
+                         lambda v: v in DATASETS, 'unless default')
     L: int | None = param(None, 'scattering orientations; required by the models with a scattering front-end',
                           'None or an int in 1..20', lambda v: v is None or _int(1, 20)(v))
     learnable: bool = param(False, "learn the Morlet filters' theta, xi, sigma and slant", 'True or False', _bool, 'unless default')
     init: str = param('tight', "learnable filters' start: the 'tight' frame or 'random'", "'tight' or 'random'",
                       lambda v: v in ('tight', 'random'), 'unless default')
-    filter_lr: float | None = param(None, 'peak learning rate of learnable filters (no weight decay); None = lr',
+    filter_lr: float | None = param(None, 'peak learning rate of learnable filters (no weight decay); None: lr',
                                     'None or a number in (0, 10]', lambda v: v is None or (_num(v, 0, 10) and v > 0), 'unless default')
     n_per_class: int = param(100, 'training images per class (seeded, class-balanced, nested subsets)', 'an int in 1..5000', _int(1, 5000))
     val_per_class: int = param(0, 'validation images per class, from the training images left over', 'an int in 0..4999', _int(0, 4999))
@@ -80,18 +82,19 @@ class TrainConfig:
                                 lambda v: v in AUGMENTS)
     pad_mode: str = param('zeros', "padding of the random crop: 'zeros' (torchvision's default) or 'reflect'", "'zeros' or 'reflect'",
                           lambda v: v in ('zeros', 'reflect'))
-    test_subset: int = param(0, '0 = the full test set, else this many class-balanced test images',
+    test_subset: int = param(0, '0: the full test set, else this many class-balanced test images',
                              '0 or an int in 10..10000', lambda v: is_int(v) and (v == 0 or 10 <= v <= 10000))
     evaluate_test: bool = param(True, 'measure the test set; False when choosing a recipe on validation data', 'True or False',
                                 _bool, 'unless default')
-    eval_every: int = param(0, 'measure validation (and test) also every this many epochs; 0 = at the end only', 'an int >= 0',
+    eval_every: int = param(0, 'measure validation (and test) also every this many epochs; 0: at the end only', 'an int >= 0',
                             _int(0), 'never')
     checkpoint_every: int = param(5, 'epochs between checkpoints (the last epoch always saves)', 'an int >= 1', _int(1), 'never')
     deterministic: bool = param(False, 'bit-for-bit repeatable kernels (slower on CUDA)', 'True or False', _bool)
-    device: str = param('auto', "'auto' = CUDA when present, else CPU", "'auto', 'cpu', 'cuda' or 'cuda:N'", _device, 'never')
-    data_root: str | None = param(None, 'CIFAR-10 location; None = $WAVESCAT_DATA or data/', 'None or a non-empty path', _path, 'never')
-    download: bool = param(False, 'fetch CIFAR-10 with torchvision when no copy is found', 'True or False', _bool, 'never')
-    out_dir: str | None = param(None, 'runs folder; None = outputs/runs', 'None or a non-empty path', _path, 'never')
+    device: str = param('auto', "'auto': CUDA when present, else CPU", "'auto', 'cpu', 'cuda' or 'cuda:N'", _device, 'never')
+    data_root: str | None = param(None, 'the data folder; None: $WAVESCAT_DATA (CIFAR-10), $WAVESCAT_TINYIMAGENET, or data/',
+                                  'None or a non-empty path', _path, 'never')
+    download: bool = param(False, 'fetch the data set when no copy is found', 'True or False', _bool, 'never')
+    out_dir: str | None = param(None, 'runs folder; None: outputs/runs', 'None or a non-empty path', _path, 'never')
 
     def __post_init__(self):
         check_field(self, 'protocol')
@@ -175,12 +178,12 @@ def autocast(device: torch.device):
 
 # %% ../nbs/03_train.ipynb #2f1a2d92
 @torch.inference_mode()
-def evaluate(model, ds: ImageSet, device, batch_size=EVAL_BATCH) -> tuple[float, float]:
-    "(mean cross-entropy, accuracy in percent) of `model` on `ds`; NaNs for an empty set."
+def evaluate(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std']) -> tuple[float, float]:
+    "(mean cross-entropy, accuracy in percent) of `model` on `ds` (normalised by `mean`, `std`); NaNs for an empty set."
     if len(ds) == 0: return float('nan'), float('nan')
     model.eval()
     loss, correct = 0.0, 0
-    for xb, yb in Batches(ds, batch_size, device=device):
+    for xb, yb in Batches(ds, batch_size, device=device, mean=mean, std=std):
         with autocast(device): out = model(xb.contiguous(memory_format=memory_format(device)))
         loss += F.cross_entropy(out.float(), yb, reduction='sum').item()
         correct += (out.argmax(1) == yb).sum().item()
@@ -313,12 +316,12 @@ def test_images(test: ImageSet, test_subset: int) -> ImageSet:
 
 @dataclass
 class RunData:
-    "The images of one run, and what its record says about them."
-    train: ImageSet; val: ImageSet; test: ImageSet; record: dict; source: str
+    "The images of one run, their normalisation (`norm`: mean, std), and what its record says about them."
+    train: ImageSet; val: ImageSet; test: ImageSet; record: dict; source: str; norm: dict
 
 def prepare_data(cfg: TrainConfig) -> RunData:
-    "Load CIFAR-10, draw the seeded subset and validation split, choose the test images."
-    train_full, test_full = load_cifar10(cfg.data_root, download=cfg.download)
+    "Load the data set, draw the seeded subset and validation split, choose the test images."
+    train_full, test_full = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download)
     train_set, val_set = subsample(train_full, cfg.n_per_class, cfg.seed, cfg.val_per_class)
     test_set = test_images(test_full, cfg.test_subset)
     record = dict(source=data_name(train_full.source), hash=content_hash(train_set, val_set, test_set),
@@ -326,7 +329,8 @@ def prepare_data(cfg: TrainConfig) -> RunData:
                   n_test=len(test_set), train_indices_hash=indices_hash(train_set),
                   val_indices_hash=indices_hash(val_set) if len(val_set) else None,
                   test_indices_hash=indices_hash(test_set) if test_set.idx is not None else 'full')
-    return RunData(train_set, val_set, test_set, record, train_full.source)
+    norm = {k: DATASETS[cfg.dataset][k] for k in ('mean', 'std')}
+    return RunData(train_set, val_set, test_set, record, train_full.source, norm)
 
 # %% ../nbs/03_train.ipynb #cdc0e35f
 def check_same_data(old: dict, new: dict, what: str, where: str):
@@ -348,16 +352,19 @@ def finished_record(folder: Path, data: RunData, rid: str) -> dict | None:
 
 # %% ../nbs/03_train.ipynb #ece0e1c3
 def model_kwargs(params: dict) -> dict:
-    "`get_model` keywords from a run's parameters."
-    kw = {'L': params['L']} if params['L'] is not None else {}
+    "`get_model` keywords from a run's parameters: the data set's classes (and image size), L, learnable filters."
+    ds = DATASETS[params.get('dataset', 'cifar10')]  # records written before `dataset` existed are CIFAR-10's
+    kw = dict(num_classes=ds['n_classes'], **({'size': ds['size']} if takes(params['model'], 'size') else {}))
+    if params['L'] is not None: kw['L'] = params['L']
     if params['learnable']: kw.update(learnable=True, init=params['init'])
     return kw
 
-def build(cfg: TrainConfig, device: torch.device, train_set: ImageSet):
+def build(cfg: TrainConfig, device: torch.device, data: RunData):
     "The seeded model (in `memory_format`), the training batches, the optimiser and the schedule."
     setup_torch(device, cfg.seed, cfg.deterministic)
     model = get_model(cfg.model, **model_kwargs(asdict(cfg))).to(device, memory_format=memory_format(device))
-    batches = Batches(train_set, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, device=device, pad_mode=cfg.pad_mode)
+    batches = Batches(data.train, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, device=device, pad_mode=cfg.pad_mode,
+                      **data.norm)
     return model, batches, *make_optimizer(model, cfg, len(batches))
 
 # %% ../nbs/03_train.ipynb #e1414c6f
@@ -412,9 +419,9 @@ def run_epoch(model, batches, opt, sched, cfg: TrainConfig, data: RunData, devic
     h = dict(epoch=epoch + 1, lr=opt.param_groups[0]['lr'])
     h.update(train_epoch(model, batches, opt, sched, cfg, device, progress, epoch))
     due = cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0
-    if len(data.val) and (due or cfg.schedule == 'plateau'): h['val_loss'], h['val_acc'] = evaluate(model, data.val, device)
+    if len(data.val) and (due or cfg.schedule == 'plateau'): h['val_loss'], h['val_acc'] = evaluate(model, data.val, device, **data.norm)
     if cfg.schedule == 'plateau': sched.step(h.get('val_loss', h['train_loss']))
-    if due and cfg.evaluate_test: h['test_loss'], h['test_acc'] = evaluate(model, data.test, device)
+    if due and cfg.evaluate_test: h['test_loss'], h['test_acc'] = evaluate(model, data.test, device, **data.norm)
     return h
 
 # %% ../nbs/03_train.ipynb #6eeaf1f7
@@ -427,9 +434,9 @@ def learnable_filters(model) -> dict | None:
 def final_metrics(model, data: RunData, cfg: TrainConfig, device, history: list) -> dict:
     "Accuracies (percent) and mean cross-entropies on test (when `evaluate_test`), validation and the training subset."
     m = dict(unit='accuracies in percent, losses as mean cross-entropy')
-    if cfg.evaluate_test: m['test_loss'], m['test_acc'] = evaluate(model, data.test, device)
-    m['val_loss'], m['val_acc'] = evaluate(model, data.val, device)
-    m['train_loss'], m['train_acc'] = evaluate(model, data.train, device)
+    if cfg.evaluate_test: m['test_loss'], m['test_acc'] = evaluate(model, data.test, device, **data.norm)
+    m['val_loss'], m['val_acc'] = evaluate(model, data.val, device, **data.norm)
+    m['train_loss'], m['train_acc'] = evaluate(model, data.train, device, **data.norm)
     m['final_epoch_train_loss'] = history[-1]['train_loss']
     return m
 
@@ -463,7 +470,7 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     with run_lock(folder, rid):
         remove_leftovers(folder, rid)
         if (rec := finished_record(folder, data, rid)) is not None: return rec
-        model, batches, opt, sched = build(cfg, device, data.train)
+        model, batches, opt, sched = build(cfg, device, data)
         filters_at_start = learnable_filters(model)
         history, start, elapsed = resume(folder / 'checkpoint.pt', model, opt, sched, data, device, rid)
         progress = Progress(f'{rid} on {device}', cfg.epochs, start, every=progress_every)
