@@ -49,6 +49,17 @@ def test_hybrid(env, tmp_path):
     assert folder.name.startswith('scat_hybrid-L8-n2-s0-') and rec['params']['dataset'] == 'cifar10'
     assert (folder / 'learning_curves.png').stat().st_size > 10_000 and 'trainable parameters' in outputs_text(nb)
 
+def test_era_v1_with_scattering_and_its_gallery(env, tmp_path):
+    nb = execute('era_v1.ipynb', tmp_path / 'era.ipynb', model='scat_era_v1', L=2, norm='group',
+                 **{**env['common'], 'out_dir': str(tmp_path / 'runs')})
+    assert not errors(nb)
+    (folder,) = (tmp_path / 'runs').iterdir()
+    rec = json.loads((folder / 'record.json').read_text())
+    assert rec['params']['augment'] == 'era' and rec['params']['norm'] == 'group' and folder.name.startswith('scat_era_v1-L2-n2-s0-')
+    assert (folder / 'misclassified.png').stat().st_size > 5_000
+    with pytest.raises(pm.PapermillExecutionError, match="Parameter model must be 'era_v1' or 'scat_era_v1'"):
+        execute('era_v1.ipynb', tmp_path / 'bad.ipynb', model='resnet18', **{**env['common'], 'out_dir': str(tmp_path / 'runs')})
+
 def test_scat_v1_learnable(env, tmp_path):
     nb = execute('scat_v1.ipynb', tmp_path / 'scat_v1.ipynb', L=2, learnable=True, init='random', filter_lr=0.05, **env['common'])
     assert not errors(nb)
@@ -116,14 +127,14 @@ def test_bad_L_in_scat_v1(env, tmp_path):
         execute('scat_v1.ipynb', tmp_path / 'bad.ipynb', L=21, **env['common'])
 
 def test_report_parameters():
-    assert set(pm.inspect_notebook(str(NBS / 'report.ipynb'))) == {'out_dir', 'figures_dir', 'protocol', 'n_per_class'}
+    assert set(pm.inspect_notebook(str(NBS / 'report.ipynb'))) == {'out_dir', 'figures_dir', 'protocol', 'n_per_class', 'era_augment'}
 
 def _params_cell(name) -> str:
     nb = json.loads((NBS / name).read_text())
     (cell,) = [c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', [])]
     return ''.join(cell['source'])
 
-@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'hybrid.ipynb', 'is_random.ipynb', 'l_sweep.ipynb', 'protocol.ipynb'])
+@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'hybrid.ipynb', 'era_v1.ipynb', 'is_random.ipynb', 'l_sweep.ipynb', 'protocol.ipynb'])
 def test_parameters_cell_is_generated_from_the_config(name):
     "Each experiment notebook's parameters are TrainConfig's (names, defaults, docs): regenerate with experiments.write_parameters."
     from wavescat.experiments import NOTEBOOK_PARAMETERS, NOTEBOOK_DEFAULTS, parameters_cell
@@ -136,7 +147,7 @@ def test_parameters_cell_is_generated_from_the_config(name):
         expected = spec['extra'][k][0] if k in spec.get('extra', {}) else defaults[k]
         assert ast.literal_eval(p['default']) == expected, k
     if 'only' not in spec:
-        assert set(seen) == set(spec.get('extra', {})) | {f.name for f in dataclasses.fields(TrainConfig)} - set(spec['skip'])
+        assert set(seen) == set(spec.get('extra', {})) | {f.name for f in dataclasses.fields(TrainConfig)} - set(spec.get('skip', ()))
 
 def test_protocol_chooses_on_validation_data(env, tmp_path):
     nb = execute('protocol.ipynb', tmp_path / 'protocol.ipynb', max_epochs=2, n_per_class=2, val_per_class=1, eval_every=1,

@@ -22,9 +22,10 @@ from .scattering import plot_morlet_filters
 # %% auto #0
 __all__ = ['STUDY_RULES', 'SCATTERING_ONLY', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE',
            'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
-           'plot_first_layer', 'plot_learned_filters', 't_interval', 'seed_summary', 'paired_difference', 'verdict',
-           'clipped_errors', 'load_records', 'protocol_label', 'model_label', 'study_tables', 'plot_learning_curves',
-           'published_200_epochs', 'headline', 'plot_headline', 'results_markdown']
+           'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
+           'paired_difference', 'verdict', 'clipped_errors', 'load_records', 'protocol_label', 'model_label',
+           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline',
+           'results_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -63,6 +64,7 @@ NOTEBOOK_PARAMETERS = {  # per notebook: study parameters (value, doc) first, th
     'baseline.ipynb': dict(skip=('model', *SCATTERING_ONLY)),
     'scat_v1.ipynb': dict(skip=('model',)),
     'hybrid.ipynb': dict(skip=('model',), overrides={'L': 8}),
+    'era_v1.ipynb': dict(overrides={'model': 'era_v1', 'augment': 'era'}),
     'is_random.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
         'Ls': ([4, 6, 8, 10], 'ScatResNet18 v1 orientations to compare'), 'n_runs': (6, _STUDY['n_runs']), 'scheduler': (None, _STUDY['scheduler'])}),
     'l_sweep.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
@@ -142,6 +144,21 @@ def plot_learned_filters(record: dict, path=None):
     if 'filters' not in record: return None
     sets = {label: {k: torch.tensor(v) for k, v in p.items()} for label, p in record['filters'].items()}
     fig = plot_morlet_filters(sets, L=record['params']['L'], title=f"{record['run_id']}: ")
+    if path: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/04_experiments.ipynb #2f0e74ec
+def plot_misclassified(ds, pred: torch.Tensor, n=16, cols=8, path=None):
+    "The first `n` images of `ds` whose `pred` differs from the label: image, true and predicted class."
+    wrong = (pred != ds.y).nonzero().flatten()[:n].tolist()
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axs = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.55 * rows), squeeze=False)
+    for ax in axs.flat: ax.axis('off')
+    for ax, i in zip(axs.flat, wrong):
+        ax.imshow(ds.x[i].permute(1, 2, 0).numpy())
+        ax.set_title(f'{ds.classes[int(ds.y[i])]}\n→ {ds.classes[int(pred[i])]}', fontsize=7, color='firebrick')
+    fig.suptitle(f'{len(wrong)} of {int((pred != ds.y).sum())} misclassified images (true → predicted)', fontsize=9)
+    fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig
 
@@ -294,6 +311,7 @@ HEADLINE = dict(protocol='fast', n_per_class=100, baseline='resnet18', models=('
 def published_200_epochs(label: str) -> str:
     "The published 100-per-class, 200-epoch figure(s) for the model `label`, as text."
     if label == 'resnet18': return f"{PUBLISHED['baseline'][100]:.2f} (1 run)"
+    if not label.startswith('scat_v1 L='): return 'none'
     L = int(label.split('L=')[1])
     mean = PUBLISHED['is_random_100'].get(L)
     return f"{PUBLISHED['scat_v1_L_sweep_100'][L]:.2f} (1 run)" + (f'; {mean[0]:.2f} (mean of 6)' if mean else '')

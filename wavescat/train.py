@@ -14,17 +14,18 @@ import torch.nn.functional as F
 
 from .core import EVAL_BATCH, atomic_save, atomic_write_json, is_int, json_safe, memory_format, project_root, resolve_device, versions
 from .data import AUGMENTS, DATASETS, Batches, ImageSet, content_hash, data_name, indices_hash, load_dataset, subsample
-from .models import MODELS, get_model
+from .models import MODELS, NORMS, get_model
 from .scattering import Scattering
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TRAINABLE', 'CONFIG_RULES', 'NOT_IN_ID', 'CHECKPOINT_KEYS', 'param',
            'takes', 'TrainConfig', 'check_field', 'check_combination', 'check_config', 'config_table', 'run_id',
-           'default_out_dir', 'run_dir', 'setup_torch', 'autocast', 'evaluate', 'param_groups', 'make_optimizer',
-           'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError', 'DataMismatchError', 'check_writable',
-           'run_lock', 'remove_leftovers', 'test_images', 'RunData', 'prepare_data', 'check_same_data',
-           'finished_record', 'model_kwargs', 'build', 'save_checkpoint', 'load_checkpoint', 'resume', 'train_epoch',
-           'run_epoch', 'learnable_filters', 'final_metrics', 'make_record', 'finish', 'train', 'load_run_model']
+           'default_out_dir', 'run_dir', 'setup_torch', 'autocast', 'evaluate', 'predict', 'param_groups',
+           'make_optimizer', 'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError', 'DataMismatchError',
+           'check_writable', 'run_lock', 'remove_leftovers', 'test_images', 'RunData', 'prepare_data',
+           'check_same_data', 'finished_record', 'model_kwargs', 'build', 'save_checkpoint', 'load_checkpoint',
+           'resume', 'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'make_record', 'finish', 'train',
+           'load_run_model']
 
 # %% ../nbs/03_train.ipynb #6a1387e9
 PROTOCOLS = {
@@ -60,6 +61,8 @@ class TrainConfig:
                          lambda v: v in DATASETS, 'unless default')
     L: int | None = param(None, 'scattering orientations; required by the models with a scattering front-end',
                           'None or an int in 1..20', lambda v: v is None or _int(1, 20)(v))
+    norm: str = param('batch', 'normalisation layers, for the models that choose (era_v1, scat_era_v1)', f'one of {NORMS}',
+                      lambda v: v in NORMS, 'unless default')
     learnable: bool = param(False, "learn the Morlet filters' theta, xi, sigma and slant", 'True or False', _bool, 'unless default')
     init: str = param('tight', "learnable filters' start: the 'tight' frame or 'random'", "'tight' or 'random'",
                       lambda v: v in ('tight', 'random'), 'unless default')
@@ -114,6 +117,8 @@ def check_combination(cfg: TrainConfig):
     if takes(cfg.model, 'L') != (cfg.L is not None):
         raise ValueError(f'Parameter L must be an int in 1..20 for the models with a scattering front-end '
                          f'({", ".join(m for m in TRAINABLE if takes(m, "L"))}) and None otherwise, got L={cfg.L!r} for {cfg.model!r}')
+    if cfg.norm != 'batch' and not takes(cfg.model, 'norm'):
+        raise ValueError(f'Parameter norm={cfg.norm!r} needs a model with a choice of normalisation, got {cfg.model!r}')
     if cfg.learnable and not takes(cfg.model, 'learnable'):
         raise ValueError(f'Parameter learnable=True needs a model with scattering filters, got {cfg.model!r}')
     for name in ('init', 'filter_lr'):
@@ -189,7 +194,15 @@ def evaluate(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['
         correct += (out.argmax(1) == yb).sum().item()
     return loss / len(ds), 100.0 * correct / len(ds)
 
-# %% ../nbs/03_train.ipynb #664180ab
+# %% ../nbs/03_train.ipynb #dce2af4c
+@torch.inference_mode()
+def predict(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std']) -> torch.Tensor:
+    "The predicted class of each image of `ds` (int64, on the CPU)."
+    model.eval()
+    out = [model(xb.contiguous(memory_format=memory_format(device))).argmax(1).cpu() for xb, _ in Batches(ds, batch_size, device=device, mean=mean, std=std)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+# %% ../nbs/03_train.ipynb #9b389f9d
 def param_groups(model, cfg: TrainConfig) -> list[dict]:
     "The network's parameters, then (if any) the learnable scattering filters' in a group of their own."
     filters = {id(p) for m in model.modules() if isinstance(m, Scattering) for p in m.parameters()}
@@ -212,7 +225,7 @@ def make_optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
     else: sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     return opt, sched
 
-# %% ../nbs/03_train.ipynb #2c731d3a
+# %% ../nbs/03_train.ipynb #0d39df9f
 class CorruptRunFileError(ValueError): pass
 
 def read_record(folder) -> dict | None:
@@ -227,7 +240,7 @@ def read_record(folder) -> dict | None:
                                   '(and model.pt beside it) to train this run again.')
     return rec
 
-# %% ../nbs/03_train.ipynb #825aca30
+# %% ../nbs/03_train.ipynb #b44dd83f
 def _hms(s):
     s = int(s); return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else f'{s // 60}m{s % 60:02d}s'
 
@@ -255,7 +268,7 @@ class Progress:
                  f"loss {h['train_loss']:.4f}  acc {h['train_acc']:5.2f}%{val}{test}  lr {h['lr']:.4f}  "
                  f"{h['images_per_s']:,.0f} img/s  {h['seconds']:.1f} s  eta {_hms(eta)}")
 
-# %% ../nbs/03_train.ipynb #897c6ffa
+# %% ../nbs/03_train.ipynb #247fa4e2
 class RunLockedError(RuntimeError): pass
 class DataMismatchError(ValueError): pass
 CHECKPOINT_KEYS = {'model', 'opt', 'sched', 'history', 'epoch', 'elapsed'}
@@ -270,7 +283,7 @@ def check_writable(folder: Path):
         raise OSError(e.errno, f'Parameter out_dir: cannot write run files in {folder} ({e.strerror or e}); '
                                'give a writable folder') from None
 
-# %% ../nbs/03_train.ipynb #650cac9f
+# %% ../nbs/03_train.ipynb #37328cde
 def _lock_text(fd) -> str: return os.pread(fd, 300, 0).decode(errors='replace').strip()
 
 @contextlib.contextmanager
@@ -303,7 +316,7 @@ def remove_leftovers(folder: Path, name: str):
     for f in folder.glob('*.tmp'):
         f.unlink(missing_ok=True); print(f'{name}: removed {f.name}, left by an interrupted write')
 
-# %% ../nbs/03_train.ipynb #19122513
+# %% ../nbs/03_train.ipynb #c26a1d4c
 def test_images(test: ImageSet, test_subset: int) -> ImageSet:
     "The full test set, or `test_subset` class-balanced test images (a fixed choice, seed 0)."
     if test_subset == 0: return test
@@ -332,7 +345,7 @@ def prepare_data(cfg: TrainConfig) -> RunData:
     norm = {k: DATASETS[cfg.dataset][k] for k in ('mean', 'std')}
     return RunData(train_set, val_set, test_set, record, train_full.source, norm)
 
-# %% ../nbs/03_train.ipynb #cdc0e35f
+# %% ../nbs/03_train.ipynb #5f0b91a4
 def check_same_data(old: dict, new: dict, what: str, where: str):
     "`DataMismatchError` when `old` (a record's or checkpoint's data) has another content hash than `new`, naming both."
     if old.get('hash') in (None, new['hash']): return  # None: written before content hashes, nothing to compare
@@ -350,12 +363,13 @@ def finished_record(folder: Path, data: RunData, rid: str) -> dict | None:
     print(f'{rid}: finished earlier, record at {folder / "record.json"} (delete that folder to train again)')
     return rec
 
-# %% ../nbs/03_train.ipynb #ece0e1c3
+# %% ../nbs/03_train.ipynb #f9976d84
 def model_kwargs(params: dict) -> dict:
     "`get_model` keywords from a run's parameters: the data set's classes (and image size), L, learnable filters."
     ds = DATASETS[params.get('dataset', 'cifar10')]  # records written before `dataset` existed are CIFAR-10's
     kw = dict(num_classes=ds['n_classes'], **({'size': ds['size']} if takes(params['model'], 'size') else {}))
     if params['L'] is not None: kw['L'] = params['L']
+    if params.get('norm', 'batch') != 'batch': kw['norm'] = params['norm']
     if params['learnable']: kw.update(learnable=True, init=params['init'])
     return kw
 
@@ -367,7 +381,7 @@ def build(cfg: TrainConfig, device: torch.device, data: RunData):
                       **data.norm)
     return model, batches, *make_optimizer(model, cfg, len(batches))
 
-# %% ../nbs/03_train.ipynb #e1414c6f
+# %% ../nbs/03_train.ipynb #61db9249
 def save_checkpoint(file: Path, model, opt, sched, history: list, elapsed: float, data: RunData):
     atomic_save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), history=history,
                      epoch=len(history), elapsed=elapsed, data=data.record), file)
@@ -394,7 +408,7 @@ def resume(file: Path, model, opt, sched, data: RunData, device, rid: str) -> tu
     print(f'{rid}: resuming from {file} after epoch {ck["epoch"]}')
     return ck['history'], ck['epoch'], ck['elapsed']
 
-# %% ../nbs/03_train.ipynb #442e4dca
+# %% ../nbs/03_train.ipynb #76e8b0a1
 def train_epoch(model, batches, opt, sched, cfg: TrainConfig, device, progress: Progress, epoch: int) -> dict:
     "One pass over `batches` (one schedule step per batch, but for plateau): loss, accuracy, seconds, images/s."
     model.train()
@@ -424,7 +438,7 @@ def run_epoch(model, batches, opt, sched, cfg: TrainConfig, data: RunData, devic
     if due and cfg.evaluate_test: h['test_loss'], h['test_acc'] = evaluate(model, data.test, device, **data.norm)
     return h
 
-# %% ../nbs/03_train.ipynb #6eeaf1f7
+# %% ../nbs/03_train.ipynb #6126a629
 def learnable_filters(model) -> dict | None:
     "The Morlet parameters of the model's learnable scattering (lists, for the record), or None when it has none."
     for m in model.modules():
@@ -459,7 +473,7 @@ def finish(folder: Path, model, record: dict) -> dict:
     print(f"{record['run_id']}: {test}train {m['train_acc']:.2f}%  in {_hms(record['time_s'])} -> {folder}")
     return record
 
-# %% ../nbs/03_train.ipynb #79659cfd
+# %% ../nbs/03_train.ipynb #cee2de1c
 def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0, **params) -> dict:
     "Train one run (`cfg`, or `TrainConfig` fields as keywords); returns its record (the existing one if finished)."
     if cfg is not None and params: raise ValueError(f'train takes a TrainConfig or its fields as keywords, not both: got cfg and {sorted(params)}')
@@ -484,7 +498,7 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
         filters = dict(start=filters_at_start, end=learnable_filters(model)) if filters_at_start is not None else None
         return finish(folder, model, make_record(cfg, rid, metrics, history, elapsed, device, data, filters))
 
-# %% ../nbs/03_train.ipynb #6d51ca1f
+# %% ../nbs/03_train.ipynb #ea72e4c0
 def load_run_model(folder) -> torch.nn.Module:
     "The trained model of a finished run, in eval mode."
     rec = read_record(folder)
