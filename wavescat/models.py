@@ -4,6 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #e7d8c770
 from __future__ import annotations
+from collections import OrderedDict
 import torch
 from torch import nn
 import torchvision
@@ -14,7 +15,7 @@ from .scattering import Scattering, n_scattering_channels
 # %% auto #0
 __all__ = ['RESNET18_CIFAR_PARAMS', 'NORMS', 'ERA_V1_PARAMS', 'MODELS', 'resnet18_cifar', 'kaiming_init', 'n_params', 'ScatStem',
            'scat_resnet18_v1', 'norm_layer', 'conv_unit', 'era_block', 'EraV1', 'era_v1', 'scat_era_v1',
-           'ScatInputStem', 'scat_hybrid', 'resnet18_regression', 'get_model']
+           'ScatInputStem', 'scat_hybrid', 'scat_linear', 'resnet18_regression', 'get_model']
 
 # %% ../nbs/02_models.ipynb #9b3a73d9
 RESNET18_CIFAR_PARAMS = 11_173_962  # the study's count for the 10-class model
@@ -117,6 +118,15 @@ def scat_hybrid(num_classes: int = 10, size: int = 32, J: int = 2, L: int = 8, m
     m.conv1 = ScatInputStem(J, L, max_order, size, learnable=learnable, init=init)
     return m
 
+# %% ../nbs/02_models.ipynb #f8f59b87
+def scat_linear(num_classes: int = 10, size: int = 32, J: int = 2, L: int = 8, max_order: int = 2,
+                learnable: bool = False, init: str = 'tight') -> nn.Module:
+    "Scattering of each input channel (J, L, `max_order`), batch norm without affine, flattened, one linear layer."
+    s = Scattering(J=J, shape=(size, size), L=L, max_order=max_order, learnable=learnable, init=init)
+    c, h, w = s.out_shape(3)
+    return nn.Sequential(OrderedDict(scattering=s, norm=nn.BatchNorm2d(c, affine=False), flatten=nn.Flatten(),
+                                     fc=nn.Linear(c * h * w, num_classes)))
+
 # %% ../nbs/02_models.ipynb #ad0f7bbd
 def resnet18_regression(num_outputs: int = 5, pretrained: bool = False) -> nn.Module:
     "torchvision's ImageNet ResNet18 with a `num_outputs`-way linear head (no softmax); ImageNet weights if `pretrained` and loadable."
@@ -129,7 +139,7 @@ def resnet18_regression(num_outputs: int = 5, pretrained: bool = False) -> nn.Mo
     return m
 
 # %% ../nbs/02_models.ipynb #d7237145
-MODELS = {'resnet18': resnet18_cifar, 'scat_v1': scat_resnet18_v1, 'scat_hybrid': scat_hybrid, 'era_v1': era_v1, 'scat_era_v1': scat_era_v1,
+MODELS = {'resnet18': resnet18_cifar, 'scat_v1': scat_resnet18_v1, 'scat_hybrid': scat_hybrid, 'scat_linear': scat_linear, 'era_v1': era_v1, 'scat_era_v1': scat_era_v1,
           'resnet18_regression': resnet18_regression}
 
 def get_model(name: str, **kwargs) -> nn.Module:
