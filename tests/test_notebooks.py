@@ -158,3 +158,17 @@ def test_protocol_chooses_on_validation_data(env, tmp_path):
     recs = [json.loads(f.read_text()) for f in (tmp_path / 'runs').glob('*/record.json')]
     assert len(recs) == 12 and all('test_acc' not in r['metrics'] and r['params']['model'] == 'resnet18' for r in recs)
     assert (tmp_path / 'figures' / 'protocol.png').stat().st_size > 10_000
+
+def test_features_study_resumes(env, tmp_path):
+    "The features notebook on the fake CIFAR-10 (a small transform): the table, the figure, and a second run that fits nothing."
+    params = dict(sizes=[2, 3], n_seeds=2, classifiers=['logistic', 'random_forest'], J=2, L=2, max_order=1, device='cpu',
+                  data_root=env['common']['data_root'], download=False, out_dir=str(tmp_path / 'runs'))
+    nb = execute('features.ipynb', tmp_path / 'features.ipynb', **params)
+    assert not errors(nb)
+    import pandas as pd
+    rows = pd.read_csv(tmp_path / 'features' / 'study-J2-L2-o1.csv')
+    assert len(rows) == 2 * 2 * 2 and rows.test_acc.between(0, 100).all()
+    assert (tmp_path / 'features' / 'features-J2-L2-o1.png').stat().st_size > 10_000
+    again = execute('features.ipynb', tmp_path / 'again.ipynb', **params)
+    assert not errors(again)
+    assert pd.read_csv(tmp_path / 'features' / 'study-J2-L2-o1.csv').equals(rows)
