@@ -118,7 +118,7 @@ def test_bad_n_per_class(fake_cifar, cache, bad):
 def test_subsets_are_identical_in_two_fresh_processes(fake_cifar):
     code = ('from wavescat.data import *; import torch; torch.manual_seed({s}); '
             f'tr, _ = load_cifar10({str(fake_cifar["batches"])!r}); '
-            'a, v = subsample(tr, 3, seed=7, val_per_class=1); b = Batches(a, 8, shuffle=True, augment='basic', seed=7); '
+            'a, v = subsample(tr, 3, seed=7, val_per_class=1); b = Batches(a, 8, shuffle=True, augment="basic", seed=7); '
             'x, y = next(iter(b)); print(a.idx.tolist(), v.idx.tolist(), y.tolist(), float(x.sum()))')
     # different global RNG states must not matter
     assert run_python(code.format(s=1)) == run_python(code.format(s=2))
