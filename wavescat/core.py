@@ -14,7 +14,7 @@ import wavescat
 
 # %% auto #0
 __all__ = ['EVAL_BATCH', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write', 'atomic_save',
-           'json_safe', 'atomic_write_json', 'resolve_device', 'memory_format', 'canonical_name', 'lock_pins',
+           'json_safe', 'atomic_write_json', 'hms', 'resolve_device', 'memory_format', 'canonical_name', 'lock_pins',
            'installed_packages', 'environment', 'git_commit', 'versions']
 
 # %% ../nbs/00_core.ipynb #8d1a4eaa
@@ -60,6 +60,11 @@ def atomic_write_json(obj, path):
     "Write `obj` as strict JSON with `atomic_write`."
     text = json.dumps(json_safe(obj), indent=1, allow_nan=False)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+# %% ../nbs/00_core.ipynb #f85c2477
+def hms(seconds: float) -> str:
+    "'1h05m' from an hour on, else '4m07s'."
+    s = int(seconds); return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else f'{s // 60}m{s % 60:02d}s'
 
 # %% ../nbs/00_core.ipynb #20ed621b
 def resolve_device(device='auto') -> torch.device:

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_completed, wait
 
-from .core import atomic_write_json
+from .core import atomic_write_json, hms
 from .models import MODELS
 from .train import PROTOCOL_FIELDS, TrainConfig, check_config, run_dir, run_id, read_record, takes, train
 
@@ -72,9 +72,6 @@ def connect(scheduler: str | None = None, runs_per_gpu: int = 1) -> tuple[Client
     return Client(cluster), cluster
 
 # %% ../nbs/06_sweep.ipynb #ff0d3dc6
-def _hms(s: float) -> str:
-    s = int(s); return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else f'{s // 60}m{s % 60:02d}s'
-
 class SweepProgress:
     "Text progress of a sweep of `total` runs, `reused` of them already finished."
     def __init__(self, total: int, reused: int = 0, every: float = 60.0, file=None):
@@ -84,7 +81,7 @@ class SweepProgress:
 
     def line(self, running: int, note: str = '') -> str:
         trained, left = self.done + self.failed, self.total - self.reused - self.done - self.failed
-        eta = f'eta {_hms((time.time() - self.t0) / trained * left)}' if trained and left else ('eta -' if left else 'all ended')
+        eta = f'eta {hms((time.time() - self.t0) / trained * left)}' if trained and left else ('eta -' if left else 'all ended')
         return (f'[sweep {time.strftime("%H:%M:%S")}] {self.reused + self.done}/{self.total} done ({self.reused} earlier), '
                 f'{running} running, {max(left - running, 0)} waiting, {self.failed} failed; {eta}' + (f'  {note}' if note else ''))
 

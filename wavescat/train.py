@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import EVAL_BATCH, atomic_save, atomic_write_json, is_int, json_safe, memory_format, project_root, resolve_device, versions
+from .core import EVAL_BATCH, atomic_save, atomic_write_json, hms, is_int, json_safe, memory_format, project_root, resolve_device, versions
 from .data import AUGMENTS, DATASETS, Batches, ImageSet, content_hash, data_name, indices_hash, load_dataset, subsample
 from .models import MODELS, NORMS, get_model
 from .scattering import Scattering
@@ -240,10 +240,7 @@ def read_record(folder) -> dict | None:
                                   '(and model.pt beside it) to train this run again.')
     return rec
 
-# %% ../nbs/03_train.ipynb #b44dd83f
-def _hms(s):
-    s = int(s); return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else f'{s // 60}m{s % 60:02d}s'
-
+# %% ../nbs/03_train.ipynb #7ecd4492
 class Progress:
     "Text progress for a run: `epoch(...)` after each epoch, `batch(...)` within long epochs."
     def __init__(self, name, epochs, start=0, every=60.0, file=None):
@@ -266,7 +263,7 @@ class Progress:
         test = f"  test {h['test_acc']:5.2f}%" if 'test_acc' in h else ''
         self.log(f"epoch {h['epoch']:>{len(str(self.epochs))}}/{self.epochs} [{100 * h['epoch'] / self.epochs:3.0f}%]  "
                  f"loss {h['train_loss']:.4f}  acc {h['train_acc']:5.2f}%{val}{test}  lr {h['lr']:.4f}  "
-                 f"{h['images_per_s']:,.0f} img/s  {h['seconds']:.1f} s  eta {_hms(eta)}")
+                 f"{h['images_per_s']:,.0f} img/s  {h['seconds']:.1f} s  eta {hms(eta)}")
 
 # %% ../nbs/03_train.ipynb #247fa4e2
 class RunLockedError(RuntimeError): pass
@@ -470,7 +467,7 @@ def finish(folder: Path, model, record: dict) -> dict:
     (folder / 'checkpoint.pt').unlink(missing_ok=True)  # a kill before this: the next start removes it
     m = record['metrics']
     test = f"test {m['test_acc']:.2f}%  " if 'test_acc' in m else ('val ' + f"{m['val_acc']:.2f}%  " if m['val_acc'] is not None else '')
-    print(f"{record['run_id']}: {test}train {m['train_acc']:.2f}%  in {_hms(record['time_s'])} -> {folder}")
+    print(f"{record['run_id']}: {test}train {m['train_acc']:.2f}%  in {hms(record['time_s'])} -> {folder}")
     return record
 
 # %% ../nbs/03_train.ipynb #cee2de1c
