@@ -15,13 +15,13 @@ from scipy import stats
 import torch
 
 from .core import is_int
-from .train import CONFIG_RULES, NOT_IN_ID, PROTOCOL_FIELDS, PROTOCOLS, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
+from .train import CONFIG_RULES, NOT_IN_ID, PROTOCOL_FIELDS, PROTOCOLS, SCATTERING_FIELDS, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
 from .data import Batches, data_name
 from .scattering import plot_morlet_filters
 
 # %% auto #0
-__all__ = ['STUDY_RULES', 'SCATTERING_ONLY', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE',
-           'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
+__all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'notebook_params',
+           'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
            'paired_difference', 'verdict', 'clipped_errors', 'load_records', 'protocol_label', 'model_label',
            'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline',
@@ -57,17 +57,16 @@ def experiment_config(model: str, params: dict) -> TrainConfig:
     return check_config(model=model, **params)
 
 # %% ../nbs/04_experiments.ipynb #26123019
-SCATTERING_ONLY = ('L', 'learnable', 'init', 'filter_lr')
 _STUDY = {'n_runs': 'seeds per model: seed, seed + 1, ...',
           'scheduler': 'a Dask scheduler address; None: $WAVESCAT_SCHEDULER, else an embedded cluster'}
 NOTEBOOK_PARAMETERS = {  # per notebook: study parameters (value, doc) first, then TrainConfig's fields
-    'baseline.ipynb': dict(skip=('model', *SCATTERING_ONLY)),
+    'baseline.ipynb': dict(skip=('model', *SCATTERING_FIELDS)),
     'scat_v1.ipynb': dict(skip=('model',)),
     'hybrid.ipynb': dict(skip=('model',), overrides={'L': 8}),
     'era_v1.ipynb': dict(overrides={'model': 'era_v1', 'augment': 'era'}),
-    'is_random.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
+    'is_random.ipynb': dict(skip=('model', *SCATTERING_FIELDS), extra={
         'Ls': ([4, 6, 8, 10], 'ScatResNet18 v1 orientations to compare'), 'n_runs': (6, _STUDY['n_runs']), 'scheduler': (None, _STUDY['scheduler'])}),
-    'l_sweep.ipynb': dict(skip=('model', *SCATTERING_ONLY), extra={
+    'l_sweep.ipynb': dict(skip=('model', *SCATTERING_FIELDS), extra={
         'Ls': (list(range(1, 21)), 'ScatResNet18 v1 orientations'), 'n_runs': (1, _STUDY['n_runs']), 'scheduler': (None, _STUDY['scheduler'])}),
     'protocol.ipynb': dict(only=('n_per_class', 'val_per_class', 'seed', 'eval_every', 'data_root', 'download', 'out_dir', 'device'),
         overrides={'val_per_class': 100, 'eval_every': 5}, extra={
@@ -368,7 +367,7 @@ def results_markdown(h: dict) -> str:
     rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {r['std']:.2f} | ± {r.ci95:.2f} | {r.published_200_epochs} |" for m, r in s.iterrows()]
     p = h['paired']
     if len(p):
-        rows += ['', '| paired with resnet18 | pairs | mean difference (points) | 95 % interval | paired t-test p | Wilcoxon p | wins |',
+        rows += ['', f'| paired with {h["baseline"]} | pairs | mean difference (points) | 95 % interval | paired t-test p | Wilcoxon p | wins |',
                  '|---|---|---|---|---|---|---|']
         rows += [f'| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {r.ci95_low:+.2f} to {r.ci95_high:+.2f} | {r.p_ttest:.3g} | '
                  f'{r.p_wilcoxon:.3g} | {int(r.wins)} of {int(r.pairs)} |' for m, r in p.iterrows()]

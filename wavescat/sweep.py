@@ -14,14 +14,13 @@ from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_
 
 from .core import atomic_write_json, hms
 from .models import MODELS
-from .train import PROTOCOL_FIELDS, TrainConfig, check_config, run_dir, run_id, read_record, takes, train
+from .train import PROTOCOL_FIELDS, SCATTERING_FIELDS, TrainConfig, check_config, run_dir, run_id, read_record, takes, train
 
 # %% auto #0
-__all__ = ['SCATTERING_FIELDS', 'LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cluster_spec',
-           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'sweep', 'with_baseline', 'sweep_parser', 'main']
+__all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cluster_spec', 'local_cluster',
+           'connect', 'SweepProgress', 'run_task', 'sweep', 'with_baseline', 'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
-SCATTERING_FIELDS = ('L', 'learnable', 'init', 'filter_lr')  # only models with a scattering front-end take these
 LEARNABLE_FIELDS = ('init', 'filter_lr')                      # only learnable filters take these
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

@@ -18,14 +18,14 @@ from .models import MODELS, NORMS, get_model
 from .scattering import Scattering
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TRAINABLE', 'CONFIG_RULES', 'NOT_IN_ID', 'CHECKPOINT_KEYS', 'param',
-           'takes', 'TrainConfig', 'check_field', 'check_combination', 'check_config', 'config_table', 'run_id',
-           'default_out_dir', 'run_dir', 'setup_torch', 'autocast', 'evaluate', 'predict', 'param_groups',
-           'make_optimizer', 'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError', 'DataMismatchError',
-           'check_writable', 'run_lock', 'remove_leftovers', 'test_images', 'RunData', 'prepare_data',
-           'check_same_data', 'finished_record', 'model_kwargs', 'build', 'save_checkpoint', 'load_checkpoint',
-           'resume', 'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'make_record', 'finish', 'train',
-           'load_run_model']
+__all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TRAINABLE', 'SCATTERING_FIELDS', 'CONFIG_RULES', 'NOT_IN_ID',
+           'CHECKPOINT_KEYS', 'param', 'takes', 'TrainConfig', 'check_field', 'check_combination', 'check_config',
+           'config_table', 'run_id', 'default_out_dir', 'run_dir', 'setup_torch', 'autocast', 'evaluate', 'predict',
+           'param_groups', 'make_optimizer', 'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError',
+           'DataMismatchError', 'check_writable', 'run_lock', 'remove_leftovers', 'test_images', 'RunData',
+           'prepare_data', 'check_same_data', 'finished_record', 'model_kwargs', 'build', 'save_checkpoint',
+           'load_checkpoint', 'resume', 'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'make_record',
+           'finish', 'train', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #6a1387e9
 PROTOCOLS = {
@@ -51,6 +51,7 @@ def takes(model: str, arg: str) -> bool:
     return arg in inspect.signature(MODELS[model]).parameters
 
 TRAINABLE = tuple(m for m in MODELS if takes(m, 'num_classes'))  # the classifiers (not the biomass regressor)
+SCATTERING_FIELDS = ('L', 'learnable', 'init', 'filter_lr')  # only models with a scattering front-end take these
 
 # %% ../nbs/03_train.ipynb #7492c8fe
 @dataclass
