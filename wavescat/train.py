@@ -471,7 +471,7 @@ def finish(folder: Path, model, record: dict) -> dict:
     (folder / 'checkpoint.pt').unlink(missing_ok=True)  # a kill before this: the next start removes it
     m = record['metrics']
     test = f"test {m['test_acc']:.2f}%  " if 'test_acc' in m else ('val ' + f"{m['val_acc']:.2f}%  " if m['val_acc'] is not None else '')
-    print(f"{record['run_id']}: {test}train {m['train_acc']:.2f}%  in {hms(record['time_s'])} -> {folder}")
+    print(f"{record['run_id']}: {test}train {m['train_acc']:.2f}%  in {hms(record['time_s'])} -> {os.path.relpath(folder)}")
     return record
 
 # %% ../nbs/03_train.ipynb #cee2de1c
