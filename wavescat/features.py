@@ -46,7 +46,7 @@ def scattering_features(ds: ImageSet, J=2, L=8, max_order=2, batch_size=500, dev
     t0 = time.time()
     feats = torch.cat([s(xb).flatten(1).float().cpu() for xb, _ in Batches(ds, batch_size, device=device, mean=mean, std=std)])
     print(f'scattering features of {len(ds)} images ({feats.shape[1]} each) in {time.time() - t0:.1f} s '
-          f'({len(ds) / (time.time() - t0):,.0f} images/s); cached at {f}')
+          f'({len(ds) / (time.time() - t0):,.0f} images/s); cached as {f.name}')
     atomic_save(feats, f)
     return feats
 
