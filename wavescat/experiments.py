@@ -24,7 +24,7 @@ __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED
            'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
            'paired_difference', 'verdict', 'clipped_errors', 'load_records', 'protocol_label', 'model_label',
-           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline',
+           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
            'results_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
@@ -356,13 +356,21 @@ def plot_headline(h: dict, path=None):
     return fig
 
 # %% ../nbs/04_experiments.ipynb #d7463c27
-def results_markdown(h: dict) -> str:
-    "The README's results section from `headline(load_records())`."
+def protocol_text(name: str) -> str:
+    "A named protocol's recipe in one line, from `PROTOCOLS`."
+    p = PROTOCOLS[name]
+    return (f"The `{name}` protocol: {p['epochs']} epochs at batch {p['batch_size']}, SGD with peak learning rate {p['lr']:g} "
+            f"({p['schedule']} schedule), momentum {p['momentum']:g}, weight decay {p['weight_decay']:g}, "
+            f"label smoothing {p['label_smoothing']:g}, '{p['augment']}' augmentation.")
+
+def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
+    "The README's results section from `headline(load_records())`: the protocol, the tables, the verdicts, the report's `figure`."
     if h['summary'].empty:
         return (f"No finished `{h['protocol']}` runs at {h['n_per_class']} images per class are committed yet "
                 '(see the commands below).')
     s = h['summary']
-    rows = ['| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs (another protocol) |',
+    rows = [protocol_text(h['protocol']), ''] if h['protocol'] in PROTOCOLS else []
+    rows += ['| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs (another protocol) |',
             '|---|---|---|---|---|---|']
     rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {r['std']:.2f} | ± {r.ci95:.2f} | {r.published_200_epochs} |" for m, r in s.iterrows()]
     p = h['paired']
@@ -371,4 +379,4 @@ def results_markdown(h: dict) -> str:
                  '|---|---|---|---|---|---|---|']
         rows += [f'| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {r.ci95_low:+.2f} to {r.ci95_high:+.2f} | {r.p_ttest:.3g} | '
                  f'{r.p_wilcoxon:.3g} | {int(r.wins)} of {int(r.pairs)} |' for m, r in p.iterrows()]
-    return '\n'.join(rows + [''] + [f'- {v}' for v in h['verdicts']])
+    return '\n'.join(rows + [''] + [f'- {v}' for v in h['verdicts']] + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
