@@ -9,3 +9,16 @@ def test_every_papermill_command_logs_its_output():
     cmds = re.findall(r'\./run papermill[^`\n]*', README)
     assert len(cmds) >= 5, cmds
     assert [c for c in cmds if '--log-output' not in c] == []
+
+def test_every_notebook_parameter_in_the_readme_exists():
+    "A `-p name value` the notebook does not declare would be silently ignored by papermill (it only warns)."
+    import papermill as pm
+    root = Path(__file__).resolve().parents[1]
+    seen = 0
+    for cmd in re.findall(r'\./run papermill[^`\n]*', README):
+        nb = re.search(r'(nbs/\w+\.ipynb)', cmd).group(1)
+        declared = set(pm.inspect_notebook(str(root / nb)))
+        names = re.findall(r'-p (\w+) ', cmd) + re.findall(r'-y "(\w+):', cmd)
+        assert set(names) <= declared, f'{cmd}: {sorted(set(names) - declared)} not among {nb} parameters {sorted(declared)}'
+        seen += len(names)
+    assert seen >= 20, seen
