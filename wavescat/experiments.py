@@ -295,12 +295,15 @@ def plot_learning_curves(df: pd.DataFrame, path=None):
     "Training loss and accuracy per epoch, mean over the seeds of each group of `load_records(with_history=True)` rows."
     label = [f'{model_label(m, L)}, n={n}, {e} ep, {p}, {d}' for m, L, n, e, p, d in
              zip(df.model, df.L, df.n_per_class, df.epochs, df.protocol, df.get('dataset', ['?'] * len(df)))]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
-    for name, g in df.assign(label=label).groupby('label'):
+    groups = df.assign(label=label).groupby('label')
+    legend_h = 0.22 * -(-groups.ngroups // 2)  # inches for the legend below the plots, two labels a row
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4 + legend_h))
+    for name, g in groups:
         m = pd.concat([pd.DataFrame(h) for h in g.history]).groupby('epoch')[['train_loss', 'train_acc']].mean()
-        a1.plot(m.index, m.train_loss, '.-', label=name); a2.plot(m.index, m.train_acc, '.-', label=name)
+        a1.plot(m.index, m.train_loss, '.-', label=f'{name} ({len(g)} seeds)'); a2.plot(m.index, m.train_acc, '.-')
     a1.set(xlabel='epoch', ylabel='training loss', yscale='log'); a2.set(xlabel='epoch', ylabel='training accuracy (%)')
-    a2.legend(fontsize=7); fig.suptitle('learning curves (mean over seeds)'); fig.tight_layout()
+    fig.legend(loc='lower center', ncol=2, fontsize=7, frameon=False); fig.suptitle('learning curves (mean over seeds)')
+    fig.tight_layout(rect=(0, (legend_h + 0.1) / (4 + legend_h), 1, 1))
     if path: fig.savefig(path, dpi=110)
     return fig
 
