@@ -194,7 +194,7 @@ def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='
 def verdict(row, model: str, baseline: str, unit='points') -> str:
     "One sentence on a `paired_difference` row, computed from its numbers (significance: the 95 % interval excludes 0)."
     pairs, wins = int(row['pairs']), int(row['wins'])  # (a row of a mixed frame holds them as floats)
-    head = f"{model} vs {baseline} over {pairs} paired seeds: {row['mean_diff']:+.2f} {unit}"
+    head = f"{model} vs {baseline} over {pairs} paired seed{'s' * (pairs != 1)}: {row['mean_diff']:+.2f} {unit}"
     if pairs < 2 or np.isnan(row['ci95_low']):
         return head + ' (too few pairs, or no spread, for an interval): no conclusion.'
     stats_ = (f" (95 % interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}; paired t-test p = {row['p_ttest']:.3g}, "
@@ -366,6 +366,8 @@ def protocol_text(name: str) -> str:
             f"({p['schedule']} schedule), momentum {p['momentum']:g}, weight decay {p['weight_decay']:g}, "
             f"label smoothing {p['label_smoothing']:g}, '{p['augment']}' augmentation.")
 
+def _md_num(x, fmt='{:.2f}') -> str: return '–' if pd.isna(x) else fmt.format(x)  # one seed: no spread, no interval
+
 def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     "The README's results section from `headline(load_records())`: the protocol, the tables, the verdicts, the report's `figure`."
     if h['summary'].empty:
@@ -375,11 +377,12 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     rows = [protocol_text(h['protocol']), ''] if h['protocol'] in PROTOCOLS else []
     rows += ['| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs (another protocol) |',
             '|---|---|---|---|---|---|']
-    rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {r['std']:.2f} | ± {r.ci95:.2f} | {r.published_200_epochs} |" for m, r in s.iterrows()]
+    rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {_md_num(r['std'])} | {_md_num(r.ci95, '± {:.2f}')} | {r.published_200_epochs} |"
+             for m, r in s.iterrows()]
     p = h['paired']
     if len(p):
         rows += ['', f'| paired with {h["baseline"]} | pairs | mean difference (points) | 95 % interval | paired t-test p | Wilcoxon p | wins |',
                  '|---|---|---|---|---|---|---|']
-        rows += [f'| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {r.ci95_low:+.2f} to {r.ci95_high:+.2f} | {r.p_ttest:.3g} | '
-                 f'{r.p_wilcoxon:.3g} | {int(r.wins)} of {int(r.pairs)} |' for m, r in p.iterrows()]
+        rows += [f"| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {_md_num(r.ci95_low, '{:+.2f}')} to {_md_num(r.ci95_high, '{:+.2f}')} | "
+                 f"{_md_num(r.p_ttest, '{:.3g}')} | {_md_num(r.p_wilcoxon, '{:.3g}')} | {int(r.wins)} of {int(r.pairs)} |" for m, r in p.iterrows()]
     return '\n'.join(rows + [''] + [f'- {v}' for v in h['verdicts']] + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
