@@ -1,8 +1,10 @@
 "The README's commands: what a new user copies must behave as the README says."
 import re
 from pathlib import Path
+import papermill as pm
 
-README = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / 'README.md').read_text()
 
 def test_every_papermill_command_logs_its_output():
     "Without --log-output papermill prints nothing until the notebook ends: the main command would look hung for hours."
@@ -12,12 +14,10 @@ def test_every_papermill_command_logs_its_output():
 
 def test_every_notebook_parameter_in_the_readme_exists():
     "A `-p name value` the notebook does not declare would be silently ignored by papermill (it only warns)."
-    import papermill as pm
-    root = Path(__file__).resolve().parents[1]
     seen = 0
     for cmd in re.findall(r'\./run papermill[^`\n]*', README):
         nb = re.search(r'(nbs/\w+\.ipynb)', cmd).group(1)
-        declared = set(pm.inspect_notebook(str(root / nb)))
+        declared = set(pm.inspect_notebook(str(ROOT / nb)))
         names = re.findall(r'-p (\w+) ', cmd) + re.findall(r'-y "(\w+):', cmd)
         assert set(names) <= declared, f'{cmd}: {sorted(set(names) - declared)} not among {nb} parameters {sorted(declared)}'
         seen += len(names)
