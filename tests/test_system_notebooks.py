@@ -33,12 +33,14 @@ def test_deformation_notebook_with_a_trained_run(fake_cifar, tmp_path, monkeypat
     "With a finished ResNet18 run in runs_dir, its first layer joins pixels and scattering in every figure."
     monkeypatch.setenv('WAVESCAT_CACHE', str(tmp_path / 'cache'))
     from wavescat.train import train
-    train(model='resnet18', n_per_class=2, epochs=1, batch_size=10, test_subset=10, device='cpu',
-          data_root=str(fake_cifar['batches']), out_dir=str(tmp_path / 'runs'), progress_every=float('inf'))
+    kw = dict(model='resnet18', n_per_class=2, epochs=1, batch_size=10, device='cpu', data_root=str(fake_cifar['batches']),
+              out_dir=str(tmp_path / 'runs'), progress_every=float('inf'))
+    train(seed=0, val_per_class=1, evaluate_test=False, **kw)  # a recipe-choice run (no test score): sorts first, never used
+    train(seed=1, test_subset=10, **kw)
     nb = execute('deformation.ipynb', tmp_path / 'deformation.ipynb', n_images=10, steps=3, data_root=str(fake_cifar['batches']),
                  runs_dir=str(tmp_path / 'runs'), figures_dir=str(tmp_path / 'figs'))
     text = outputs_text(nb)
-    assert 'ResNet18 first layer (trained): resnet18-n2-s0-' in text and 'ScatResNet18 v1 first layer (trained): no finished run' in text
+    assert 'ResNet18 first layer (trained): resnet18-n2-s1-' in text and 'ScatResNet18 v1 first layer (trained): no finished run' in text
     assert sorted(p.name for p in (tmp_path / 'figs').glob('*.png')) == [f'deformation_{k}.png' for k in ('displacement', 'rotation', 'scaling', 'translation')]
     import pandas as pd
     table = pd.read_csv(tmp_path / 'figs' / 'deformation_crossings.csv')
