@@ -25,7 +25,7 @@ __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
            'paired_difference', 'verdict', 'clipped_errors', 'load_records', 'protocol_label', 'model_label',
            'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
-           'results_markdown']
+           'run_time_text', 'results_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -368,6 +368,14 @@ def protocol_text(name: str) -> str:
 
 def _md_num(x, fmt='{:.2f}') -> str: return '–' if pd.isna(x) else fmt.format(x)  # one seed: no spread, no interval
 
+def run_time_text(runs: pd.DataFrame) -> str:
+    "How long the runs took, from their records' `time_s` (with the final test evaluation) and `images_per_s`; '' when unrecorded."
+    if runs.empty or 'time_s' not in runs or runs.time_s.isna().all(): return ''
+    minutes, speed = runs.time_s / 60, runs.images_per_s
+    return (f"Run time (the records' `time_s`, the final evaluation on the test set included): {minutes.min():.1f} to "
+            f"{minutes.max():.1f} minutes per run, median {minutes.median():.1f}, at {speed.min():.0f} to {speed.max():.0f} "
+            f"training images/s over the whole run, on {' and '.join(sorted(runs.device.unique()))}.")
+
 def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     "The README's results section from `headline(load_records())`: the protocol, the tables, the verdicts, the report's `figure`."
     if h['summary'].empty:
@@ -385,4 +393,6 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
                  '|---|---|---|---|---|---|---|']
         rows += [f"| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {_md_num(r.ci95_low, '{:+.2f}')} to {_md_num(r.ci95_high, '{:+.2f}')} | "
                  f"{_md_num(r.p_ttest, '{:.3g}')} | {_md_num(r.p_wilcoxon, '{:.3g}')} | {int(r.wins)} of {int(r.pairs)} |" for m, r in p.iterrows()]
-    return '\n'.join(rows + [''] + [f'- {v}' for v in h['verdicts']] + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
+    timing = run_time_text(h['runs'])
+    rows += [''] + [f'- {v}' for v in h['verdicts']] + (['', timing] if timing else [])
+    return '\n'.join(rows + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
