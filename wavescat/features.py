@@ -11,19 +11,18 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 
 from .core import atomic_save, atomic_write, resolve_device
 from .data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet, cache_dir, content_hash, subsample
 from .scattering import Scattering
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'CLASSIFIERS', 'C_GRID', 'feature_file', 'scattering_features', 'make_classifier', 'fit_score',
-           'features_study']
+__all__ = ['FEATURES_VERSION', 'CLASSIFIERS', 'C_GRID', 'ALPHA_GRID', 'feature_file', 'scattering_features', 'make_classifier',
+           'classifier_settings', 'fit_score', 'features_study']
 
 # %% ../nbs/07_features.ipynb #25bec402
 FEATURES_VERSION = 1  # bump when the same data and parameters would give other features
@@ -52,29 +51,42 @@ def scattering_features(ds: ImageSet, J=2, L=8, max_order=2, batch_size=500, dev
 
 # %% ../nbs/07_features.ipynb #d1afe206
 CLASSIFIERS = ('logistic', 'linear_svm', 'random_forest')
-C_GRID = tuple(10.0 ** np.arange(-4, 2))
+C_GRID = tuple(10.0 ** np.arange(-4, 2))      # logistic regression's C: 1e-4 .. 10
+ALPHA_GRID = tuple(10.0 ** np.arange(-2, 3))  # the SVM's penalty alpha: 0.01 .. 100
 
 def make_classifier(name: str, seed: int, n_per_class: int):
-    "A scikit-learn estimator: `name` (one of `CLASSIFIERS`), seeded; linear ones tune C by cross-validation."
+    "A scikit-learn estimator: `name` (one of `CLASSIFIERS`), seeded; the linear ones tune their regularisation by cross-validation."
     if name == 'random_forest': return RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
-    if name == 'logistic': base, key = LogisticRegression(max_iter=3000), 'logisticregression__C'
-    elif name == 'linear_svm': base, key = LinearSVC(max_iter=5000, dual='auto'), 'linearsvc__C'
+    if name == 'logistic': base, grid = LogisticRegression(max_iter=3000), {'logisticregression__C': list(C_GRID)}
+    elif name == 'linear_svm':
+        base = SGDClassifier(loss='hinge', max_iter=1000, tol=1e-4, random_state=seed)
+        grid = {'sgdclassifier__alpha': list(ALPHA_GRID)}
     else: raise ValueError(f'classifier must be one of {CLASSIFIERS}, got {name!r}')
     cv = StratifiedKFold(min(3, n_per_class), shuffle=True, random_state=seed)
-    return GridSearchCV(make_pipeline(StandardScaler(), base), {key: list(C_GRID)}, cv=cv, n_jobs=-1)
+    return GridSearchCV(make_pipeline(StandardScaler(), base), grid, cv=cv, n_jobs=-1)
+
+def classifier_settings(name: str) -> str:
+    "A short hash of `name`'s estimator and search (all its parameters): a study row made with other settings is fitted again."
+    params = make_classifier(name, seed=0, n_per_class=10).get_params(deep=True)
+    return hashlib.sha1(json.dumps({k: repr(v) for k, v in sorted(params.items())}).encode()).hexdigest()[:8]
 
 def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int) -> dict:
-    "Fit `name` on the training features and score it on the test features: accuracy in percent, chosen C, seconds."
+    "Fit `name` on the training features and score it on the test features: accuracy in percent, the chosen regularisation, seconds."
     clf = make_classifier(name, seed, n_per_class)
     t0 = time.time(); clf.fit(Xtr, ytr); fit_s = time.time() - t0
-    C = next(iter(clf.best_params_.values())) if hasattr(clf, 'best_params_') else None
-    return dict(classifier=name, test_acc=100.0 * float((clf.predict(Xte) == yte).mean()), C=C, fit_s=fit_s)
+    chosen = ', '.join(f"{k.split('__')[-1]}={v:g}" for k, v in getattr(clf, 'best_params_', {}).items())
+    return dict(classifier=name, settings=classifier_settings(name), test_acc=100.0 * float((clf.predict(Xte) == yte).mean()),
+                chosen=chosen, fit_s=fit_s)
 
 # %% ../nbs/07_features.ipynb #13cca909
 def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, sizes, seeds, classifiers=CLASSIFIERS,
                    csv=None) -> pd.DataFrame:
-    "One row per (classifier, n_per_class, seed): test accuracy, chosen C, fit seconds; resumed from `csv` when given."
+    "One row per (classifier, n_per_class, seed): test accuracy, chosen regularisation, fit seconds, settings; resumed from `csv` when given."
     rows = pd.read_csv(csv).to_dict('records') if csv and Path(csv).exists() else []
+    current = {name: classifier_settings(name) for name in CLASSIFIERS}
+    if stale := [r for r in rows if r.get('settings') != current[r['classifier']]]:
+        print(f'{len(stale)} row(s) of {Path(csv).name} were made with other classifier settings: fitting them again')
+        rows = [r for r in rows if r.get('settings') == current[r['classifier']]]
     done = {(r['classifier'], r['n_per_class'], r['seed']) for r in rows}
     Xte, yte = test_feats.numpy(), test.y.numpy()
     for n in sizes:
