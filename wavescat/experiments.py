@@ -20,12 +20,12 @@ from .data import Batches, data_name
 from .scattering import plot_morlet_filters
 
 # %% auto #0
-__all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'notebook_params',
-           'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
+__all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS',
+           'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
            'paired_difference', 'verdict', 'clipped_errors', 'load_records', 'protocol_label', 'model_label',
            'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
-           'run_time_text', 'results_markdown']
+           'run_time_text', 'results_markdown', 'comparison', 'comparisons_markdown', 'features_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -396,3 +396,40 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     timing = run_time_text(h['runs'])
     rows += [''] + [f'- {v}' for v in h['verdicts']] + (['', timing] if timing else [])
     return '\n'.join(rows + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
+
+# %% ../nbs/04_experiments.ipynb #b3d0f930
+COMPARISONS = {  # name: the baseline, the models (as `model_label` names them), the augmentation if not the protocol's
+    'small net': dict(baseline='era_v1', models=('era_v1', 'scat_era_v1 L=4'), augment='era'),
+    'hybrid': dict(baseline='resnet18', models=('resnet18', 'scat_hybrid L=8'), augment=None)}
+
+def comparison(df: pd.DataFrame, name: str, protocol=HEADLINE['protocol'], n_per_class=HEADLINE['n_per_class'], augment=None) -> dict:
+    "`headline` for the comparison `name` of `COMPARISONS` (`augment` overrides its augmentation)."
+    if name not in COMPARISONS: raise ValueError(f'comparison must be one of {list(COMPARISONS)}, got {name!r}')
+    c = COMPARISONS[name]
+    aug = augment or c['augment']
+    label = protocol_label({'protocol': protocol, 'augment': aug}) if aug else protocol
+    return headline(df, protocol=label, n_per_class=n_per_class, baseline=c['baseline'], models=c['models'])
+
+def comparisons_markdown(df: pd.DataFrame) -> str:
+    "One bullet per comparison: each model's mean test accuracy with its 95 % interval and seeds, then the computed verdicts."
+    lines = []
+    for name in COMPARISONS:
+        h = comparison(df, name)
+        if h['summary'].empty or len(h['summary']) < 2:
+            lines.append(f"- **{name}**: not all its models have finished `{h['protocol']}` runs at {h['n_per_class']} per class yet."); continue
+        accs = '; '.join(f"{m} {r['mean']:.2f} % {_md_num(r.ci95, '± {:.2f}')} ({int(r.n)} seeds)" for m, r in h['summary'].iterrows())
+        lines.append(f"- **{name}** (`{h['protocol']}`, {h['n_per_class']} per class, full test set): {accs}. " + ' '.join(h['verdicts']))
+    return '\n'.join(lines)
+
+def features_markdown(csv) -> str:
+    "The scattering-features study (`outputs/features/study-*.csv`) as a table: mean test % ± 95 % interval (seeds) per classifier and size."
+    res = pd.read_csv(csv)
+    g = res.groupby(['classifier', 'n_per_class']).test_acc
+    cells = pd.DataFrame({'mean': g.mean(), 'ci95': g.apply(t_interval), 'n': g.size()}).reset_index()
+    sizes = sorted(cells.n_per_class.unique())
+    rows = ['| classifier | ' + ' | '.join(f'{n} per class' for n in sizes) + ' |', '|---|' + '---|' * len(sizes)]
+    for name, c in cells.groupby('classifier', sort=False):
+        c = c.set_index('n_per_class')
+        rows.append(f'| {name} | ' + ' | '.join(f"{c.loc[n, 'mean']:.2f} {_md_num(c.loc[n, 'ci95'], '± {:.2f}')} ({c.loc[n, 'n']})"
+                                                if n in c.index else '–' for n in sizes) + ' |')
+    return '\n'.join(rows)
