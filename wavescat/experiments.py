@@ -369,12 +369,12 @@ def protocol_text(name: str) -> str:
 def _md_num(x, fmt='{:.2f}') -> str: return '–' if pd.isna(x) else fmt.format(x)  # one seed: no spread, no interval
 
 def run_time_text(runs: pd.DataFrame) -> str:
-    "How long the runs took, from their records' `time_s` (with the final test evaluation) and `images_per_s`; '' when unrecorded."
+    "How long the runs trained, from their records' `time_s` (the epochs, not the final evaluation) and `images_per_s`; '' when unrecorded."
     if runs.empty or 'time_s' not in runs or runs.time_s.isna().all(): return ''
     minutes, speed = runs.time_s / 60, runs.images_per_s
-    return (f"Run time (the records' `time_s`, the final evaluation on the test set included): {minutes.min():.1f} to "
+    return (f"Training time (the records' `time_s`: the epochs, without the final evaluation): {minutes.min():.1f} to "
             f"{minutes.max():.1f} minutes per run, median {minutes.median():.1f}, at {speed.min():.0f} to {speed.max():.0f} "
-            f"training images/s over the whole run, on {' and '.join(sorted(runs.device.unique()))}.")
+            f"training images/s, on {' and '.join(sorted(runs.device.unique()))}.")
 
 def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     "The README's results section from `headline(load_records())`: the protocol, the tables, the verdicts, the report's `figure`."
@@ -397,7 +397,7 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     rows += [''] + [f'- {v}' for v in h['verdicts']] + (['', timing] if timing else [])
     return '\n'.join(rows + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
 
-# %% ../nbs/04_experiments.ipynb #b3d0f930
+# %% ../nbs/04_experiments.ipynb #5f6c0d40
 COMPARISONS = {  # name: the baseline, the models (as `model_label` names them), the augmentation if not the protocol's
     'small net': dict(baseline='era_v1', models=('era_v1', 'scat_era_v1 L=4'), augment='era'),
     'hybrid': dict(baseline='resnet18', models=('resnet18', 'scat_hybrid L=8'), augment=None)}
