@@ -415,7 +415,7 @@ def comparisons_markdown(df: pd.DataFrame) -> str:
     lines = []
     for name in COMPARISONS:
         h = comparison(df, name)
-        if h['summary'].empty or len(h['summary']) < 2:
+        if len(h['summary']) < 2:
             lines.append(f"- **{name}**: not all its models have finished `{h['protocol']}` runs at {h['n_per_class']} per class yet."); continue
         accs = '; '.join(f"{m} {r['mean']:.2f} % {_md_num(r.ci95, '± {:.2f}')} ({int(r.n)} seeds)" for m, r in h['summary'].iterrows())
         lines.append(f"- **{name}** (`{h['protocol']}`, {h['n_per_class']} per class, full test set): {accs}. " + ' '.join(h['verdicts']))
@@ -423,9 +423,7 @@ def comparisons_markdown(df: pd.DataFrame) -> str:
 
 def features_markdown(csv) -> str:
     "The scattering-features study (`outputs/features/study-*.csv`) as a table: mean test % ± 95 % interval (seeds) per classifier and size."
-    res = pd.read_csv(csv)
-    g = res.groupby(['classifier', 'n_per_class']).test_acc
-    cells = pd.DataFrame({'mean': g.mean(), 'ci95': g.apply(t_interval), 'n': g.size()}).reset_index()
+    cells = seed_summary(pd.read_csv(csv), by=['classifier', 'n_per_class']).sort_index().reset_index()
     sizes = sorted(cells.n_per_class.unique())
     rows = ['| classifier | ' + ' | '.join(f'{n} per class' for n in sizes) + ' |', '|---|' + '---|' * len(sizes)]
     for name, c in cells.groupby('classifier', sort=False):

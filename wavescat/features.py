@@ -84,9 +84,10 @@ def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, siz
     "One row per (classifier, n_per_class, seed): test accuracy, chosen regularisation, fit seconds, settings; resumed from `csv` when given."
     rows = pd.read_csv(csv).to_dict('records') if csv and Path(csv).exists() else []
     current = {name: classifier_settings(name) for name in CLASSIFIERS}
-    if stale := [r for r in rows if r.get('settings') != current[r['classifier']]]:
-        print(f'{len(stale)} row(s) of {Path(csv).name} were made with other classifier settings: fitting them again')
-        rows = [r for r in rows if r.get('settings') == current[r['classifier']]]
+    fresh = [r for r in rows if r.get('settings') == current[r['classifier']]]
+    if len(fresh) < len(rows):
+        print(f'{len(rows) - len(fresh)} row(s) of {Path(csv).name} were made with other classifier settings: fitting them again')
+    rows = fresh
     done = {(r['classifier'], r['n_per_class'], r['seed']) for r in rows}
     Xte, yte = test_feats.numpy(), test.y.numpy()
     for n in sizes:
