@@ -169,6 +169,15 @@ def test_features_study_resumes(env, tmp_path):
     rows = pd.read_csv(tmp_path / 'features' / 'study-J2-L2-o1.csv')
     assert len(rows) == 2 * 2 * 2 and rows.test_acc.between(0, 100).all()
     assert (tmp_path / 'features' / 'features-J2-L2-o1.png').stat().st_size > 10_000
+    for lr, acc in ((0.01, 40.0), (0.001, 45.0)):  # two validation-only scat_linear runs: the notebook picks the lr
+        rec = dict(run_id=f'scat_linear-L2-n3-s0-{lr}', data={}, time_s=1.0, images_per_s=1.0, device='cpu', history=[],
+                   params=dict(model='scat_linear', L=2, learnable=False, lr=lr, n_per_class=3, val_per_class=2, seed=0,
+                               protocol='fast', evaluate_test=False, test_subset=0), metrics=dict(val_acc=acc, train_acc=60.0))
+        (tmp_path / 'runs' / rec['run_id']).mkdir(parents=True)
+        (tmp_path / 'runs' / rec['run_id'] / 'record.json').write_text(json.dumps(rec))
     again = execute('features.ipynb', tmp_path / 'again.ipynb', **params)
     assert not errors(again)
     assert pd.read_csv(tmp_path / 'features' / 'study-J2-L2-o1.csv').equals(rows)
+    choice = pd.read_csv(tmp_path / 'features' / 'linear-lr-choice-J2-L2.csv')
+    assert choice[choice.chosen].lr.tolist() == [0.001] and choice['mean'].tolist() == [45.0, 40.0]
+    assert 'fixed filters, 3/class: lr 0.001 (validation 45.00 % over 1 seeds)' in json.dumps([c.get('outputs', []) for c in again.cells])

@@ -23,9 +23,10 @@ from .scattering import plot_morlet_filters
 __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS',
            'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
-           'paired_difference', 'verdict', 'clipped_errors', 'load_records', 'protocol_label', 'model_label',
-           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
-           'run_time_text', 'results_markdown', 'comparison', 'comparisons_markdown', 'features_markdown']
+           'paired_difference', 'verdict', 'choose_on_validation', 'clipped_errors', 'load_records', 'protocol_label',
+           'model_label', 'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline',
+           'protocol_text', 'run_time_text', 'results_markdown', 'comparison', 'comparisons_markdown',
+           'features_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -203,6 +204,20 @@ def verdict(row, model: str, baseline: str, unit='points') -> str:
     elif row['ci95_high'] < 0: end = f'{model} is worse, significantly at the 5 % level.'
     else: end = 'the difference is not significant at the 5 % level.'
     return head + stats_ + ': ' + end
+
+# %% ../nbs/04_experiments.ipynb #c3a90557
+def choose_on_validation(df: pd.DataFrame, param: str, within=(), value='val_acc') -> pd.DataFrame:
+    "Per `within` group and `param` value: `seed_summary` of `value` over the seeds all values share; `chosen` marks the best mean."
+    if param not in df: raise ValueError(f'choose_on_validation: no column {param!r}; the columns are {sorted(df.columns)}')
+    runs = df[df[value].notna() & (df['test_acc'].isna() if 'test_acc' in df else True)] if value in df else df.iloc[:0]
+    if runs.empty: raise ValueError(f'choose_on_validation: no run has {value!r} without a test score; run with val_per_class > 0 and evaluate_test=False')
+    within, parts = list(within), []
+    for key, g in (runs.groupby(within, sort=True) if within else [((), runs)]):
+        shared = set.intersection(*(set(s) for _, s in g.groupby(param).seed))
+        s = seed_summary(g[g.seed.isin(shared)], by=param, value=value).sort_index()
+        s['chosen'] = s.index == s['mean'].idxmax()
+        parts.append(s.assign(**dict(zip(within, key if isinstance(key, tuple) else (key,)))).reset_index())
+    return pd.concat(parts).set_index([*within, param])
 
 # %% ../nbs/04_experiments.ipynb #ff590d71
 def clipped_errors(mean, half_width, lo=0.0, hi=100.0) -> np.ndarray:
@@ -421,13 +436,20 @@ def comparisons_markdown(df: pd.DataFrame) -> str:
         lines.append(f"- **{name}** (`{h['protocol']}`, {h['n_per_class']} per class, full test set): {accs}. " + ' '.join(h['verdicts']))
     return '\n'.join(lines)
 
-def features_markdown(csv) -> str:
-    "The scattering-features study (`outputs/features/study-*.csv`) as a table: mean test % ± 95 % interval (seeds) per classifier and size."
-    cells = seed_summary(pd.read_csv(csv), by=['classifier', 'n_per_class']).sort_index().reset_index()
+def _interval(half_width) -> str: return '' if pd.isna(half_width) else f' ± {half_width:.2f}'  # one seed: none
+
+def features_markdown(csv, runs: pd.DataFrame | None = None, linear='scat_linear L=8') -> str:
+    "The features study (`outputs/features/study-*.csv`), and `runs`' torch linear layer on the same features, as a table: mean test % ± 95 % interval (seeds) per classifier and size."
+    acc = pd.read_csv(csv)[['classifier', 'n_per_class', 'seed', 'test_acc']]
+    if runs is not None and len(runs) and 'test_acc' in runs:
+        lin = runs[(pd.Series([model_label(m, L) for m, L in zip(runs.model, runs.L)], index=runs.index) == linear)
+                   & runs.test_acc.notna() & (runs.test_subset == 0)]
+        acc = pd.concat([acc, lin.assign(classifier='torch linear layer (' + lin.protocol + ')')[acc.columns]])
+    cells = seed_summary(acc, by=['classifier', 'n_per_class']).sort_index().reset_index()
     sizes = sorted(cells.n_per_class.unique())
     rows = ['| classifier | ' + ' | '.join(f'{n} per class' for n in sizes) + ' |', '|---|' + '---|' * len(sizes)]
     for name, c in cells.groupby('classifier', sort=False):
         c = c.set_index('n_per_class')
-        rows.append(f'| {name} | ' + ' | '.join(f"{c.loc[n, 'mean']:.2f} {_md_num(c.loc[n, 'ci95'], '± {:.2f}')} ({c.loc[n, 'n']})"
+        rows.append(f'| {name} | ' + ' | '.join(f"{c.loc[n, 'mean']:.2f}{_interval(c.loc[n, 'ci95'])} ({c.loc[n, 'n']})"
                                                 if n in c.index else '–' for n in sizes) + ' |')
     return '\n'.join(rows)
