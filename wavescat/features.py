@@ -4,11 +4,12 @@
 
 # %% ../nbs/07_features.ipynb #16793317
 from __future__ import annotations
-import hashlib, json, time
+import hashlib, json, os, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import torch
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -21,8 +22,8 @@ from .data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet, cache_dir, conte
 from .scattering import Scattering
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'CLASSIFIERS', 'C_GRID', 'ALPHA_GRID', 'feature_file', 'scattering_features', 'make_classifier',
-           'classifier_settings', 'fit_score', 'features_study']
+__all__ = ['FEATURES_VERSION', 'CLASSIFIERS', 'C_GRID', 'ALPHA_GRID', 'FIT_MEMORY', 'feature_file', 'scattering_features',
+           'make_classifier', 'classifier_settings', 'parallel_fits', 'fit_score', 'features_study']
 
 # %% ../nbs/07_features.ipynb #25bec402
 FEATURES_VERSION = 1  # bump when the same data and parameters would give other features
@@ -54,8 +55,8 @@ CLASSIFIERS = ('logistic', 'linear_svm', 'random_forest')
 C_GRID = tuple(10.0 ** np.arange(-4, 2))      # logistic regression's C: 1e-4 .. 10
 ALPHA_GRID = tuple(10.0 ** np.arange(-2, 3))  # the SVM's penalty alpha: 0.01 .. 100
 
-def make_classifier(name: str, seed: int, n_per_class: int):
-    "A scikit-learn estimator: `name` (one of `CLASSIFIERS`), seeded; the linear ones tune their regularisation by cross-validation."
+def make_classifier(name: str, seed: int, n_per_class: int, n_jobs=-1):
+    "A scikit-learn estimator: `name` (one of `CLASSIFIERS`), seeded; the linear ones tune their regularisation by cross-validation, `n_jobs` fits at a time."
     if name == 'random_forest': return RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
     if name == 'logistic': base, grid = LogisticRegression(max_iter=3000), {'logisticregression__C': list(C_GRID)}
     elif name == 'linear_svm':
@@ -63,16 +64,23 @@ def make_classifier(name: str, seed: int, n_per_class: int):
         grid = {'sgdclassifier__alpha': list(ALPHA_GRID)}
     else: raise ValueError(f'classifier must be one of {CLASSIFIERS}, got {name!r}')
     cv = StratifiedKFold(min(3, n_per_class), shuffle=True, random_state=seed)
-    return GridSearchCV(make_pipeline(StandardScaler(), base), grid, cv=cv, n_jobs=-1)
+    return GridSearchCV(make_pipeline(StandardScaler(), base), grid, cv=cv, n_jobs=n_jobs)
 
 def classifier_settings(name: str) -> str:
     "A short hash of `name`'s estimator and search (all its parameters): a study row made with other settings is fitted again."
-    params = make_classifier(name, seed=0, n_per_class=10).get_params(deep=True)
+    params = make_classifier(name, seed=0, n_per_class=10).get_params(deep=True)  # n_jobs at its default: it changes no result
     return hashlib.sha1(json.dumps({k: repr(v) for k, v in sorted(params.items())}).encode()).hexdigest()[:8]
+
+FIT_MEMORY = 5.0  # a CV fit's peak memory over its training fold's bytes (measured: 7.3 GB private + 3.0 GB shared, 2.1 GB fold)
+
+def parallel_fits(fold_bytes: int, available: int | None = None) -> int:
+    "How many cross-validation fits can run at once in the free memory (`available`, default: now), each about `FIT_MEMORY` x `fold_bytes`: 1 .. the cores."
+    available = psutil.virtual_memory().available if available is None else available
+    return int(max(1, min(os.cpu_count() or 1, available // (FIT_MEMORY * fold_bytes))))
 
 def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int) -> dict:
     "Fit `name` on the training features and score it on the test features: accuracy in percent, the chosen regularisation, seconds."
-    clf = make_classifier(name, seed, n_per_class)
+    clf = make_classifier(name, seed, n_per_class, n_jobs=parallel_fits(Xtr.nbytes * 2 // 3))  # a 3-fold CV fit holds 2/3 of Xtr
     t0 = time.time(); clf.fit(Xtr, ytr); fit_s = time.time() - t0
     chosen = ', '.join(f"{k.split('__')[-1]}={v:g}" for k, v in getattr(clf, 'best_params_', {}).items())
     return dict(classifier=name, settings=classifier_settings(name), test_acc=100.0 * float((clf.predict(Xte) == yte).mean()),
