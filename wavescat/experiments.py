@@ -216,7 +216,7 @@ def choose_on_validation(df: pd.DataFrame, param: str, within=(), value='val_acc
         shared = set.intersection(*(set(s) for _, s in g.groupby(param).seed))
         s = seed_summary(g[g.seed.isin(shared)], by=param, value=value).sort_index()
         s['chosen'] = s.index == s['mean'].idxmax()
-        parts.append(s.assign(**dict(zip(within, key if isinstance(key, tuple) else (key,)))).reset_index())
+        parts.append(s.assign(**dict(zip(within, key))).reset_index())  # (a list's groups have tuple keys)
     return pd.concat(parts).set_index([*within, param])
 
 # %% ../nbs/04_experiments.ipynb #ff590d71
@@ -381,7 +381,7 @@ def protocol_text(name: str) -> str:
             f"({p['schedule']} schedule), momentum {p['momentum']:g}, weight decay {p['weight_decay']:g}, "
             f"label smoothing {p['label_smoothing']:g}, '{p['augment']}' augmentation.")
 
-def _md_num(x, fmt='{:.2f}') -> str: return '–' if pd.isna(x) else fmt.format(x)  # one seed: no spread, no interval
+def _md_num(x, fmt='{:.2f}', missing='–') -> str: return missing if pd.isna(x) else fmt.format(x)  # one seed: no spread, no interval
 
 def run_time_text(runs: pd.DataFrame) -> str:
     "How long the runs trained, from their records' `time_s` (the epochs, not the final evaluation) and `images_per_s`; '' when unrecorded."
@@ -436,8 +436,6 @@ def comparisons_markdown(df: pd.DataFrame) -> str:
         lines.append(f"- **{name}** (`{h['protocol']}`, {h['n_per_class']} per class, full test set): {accs}. " + ' '.join(h['verdicts']))
     return '\n'.join(lines)
 
-def _interval(half_width) -> str: return '' if pd.isna(half_width) else f' ± {half_width:.2f}'  # one seed: none
-
 def features_markdown(csv, runs: pd.DataFrame | None = None, linear='scat_linear L=8') -> str:
     "The features study (`outputs/features/study-*.csv`), and `runs`' torch linear layer on the same features, as a table: mean test % ± 95 % interval (seeds) per classifier and size."
     acc = pd.read_csv(csv)[['classifier', 'n_per_class', 'seed', 'test_acc']]
@@ -450,6 +448,6 @@ def features_markdown(csv, runs: pd.DataFrame | None = None, linear='scat_linear
     rows = ['| classifier | ' + ' | '.join(f'{n} per class' for n in sizes) + ' |', '|---|' + '---|' * len(sizes)]
     for name, c in cells.groupby('classifier', sort=False):
         c = c.set_index('n_per_class')
-        rows.append(f'| {name} | ' + ' | '.join(f"{c.loc[n, 'mean']:.2f}{_interval(c.loc[n, 'ci95'])} ({c.loc[n, 'n']})"
+        rows.append(f'| {name} | ' + ' | '.join(f"{c.loc[n, 'mean']:.2f}{_md_num(c.loc[n, 'ci95'], ' ± {:.2f}', missing='')} ({c.loc[n, 'n']})"
                                                 if n in c.index else '–' for n in sizes) + ' |')
     return '\n'.join(rows)
