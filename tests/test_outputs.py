@@ -1,0 +1,28 @@
+"What is committed under outputs/ (records, executed notebooks, tables) must read the same on any machine."
+import json, re, subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MACHINE_PATH = re.compile(r'(?<![\w.:/])/(tmp|work|home|root|Users|mnt|scratch|private)/[^\s"\'`]*')
+
+def committed_outputs():
+    files = subprocess.run(['git', 'ls-files', 'outputs'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return [ROOT / f for f in files if f.endswith(('.json', '.ipynb', '.csv', '.md'))]
+
+def test_the_machine_path_pattern():
+    for bad in ['"/tmp/h/x.ipynb"', 'at /work/main/outputs', "'/home/me/data'"]: assert MACHINE_PATH.search(bad), bad
+    for ok in ['outputs/features.ipynb', 'https://example.org/home/page', '../shared/data/cifar10-jpeg', 'a/tmp/b']:
+        assert not MACHINE_PATH.search(ok), ok
+
+def test_committed_outputs_hold_no_machine_paths():
+    "papermill writes its output path into the notebook: execute to a scratch file and copy, and that path leaks."
+    files = committed_outputs()
+    assert len(files) >= 20, files
+    leaks = {str(f.relative_to(ROOT)): m.group(0) for f in files if (m := MACHINE_PATH.search(f.read_text(errors='replace')))}
+    assert leaks == {}, f'absolute machine paths in committed outputs (make them relative): {leaks}'
+
+def test_executed_notebooks_name_themselves():
+    "An executed notebook's papermill metadata names the notebook it ran and itself, relative to the repository."
+    for f in (p for p in committed_outputs() if p.suffix == '.ipynb'):
+        pm = json.loads(f.read_text())['metadata'].get('papermill')
+        if pm: assert pm['output_path'] == str(f.relative_to(ROOT)), (f, pm['output_path'])
