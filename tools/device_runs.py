@@ -1,0 +1,124 @@
+"""Train CIFAR-10 runs on a lent GPU machine that has no copy of CIFAR-10.
+
+Such a machine receives at most 64 MiB of files, so the 236 MB data set cannot travel with the code. Instead:
+
+- `pack` (here, beside the real data): writes every training label (the seeded subsets are drawn from them), the images
+  of the subsets the runs will draw, the full test set, and the content hashes that `prepare_data` records for each
+  run when it reads the full data set, plus the commit of this clean checkout.
+- `train` (on the GPU machine): rebuilds a full-size training set whose images outside those subsets are zeros, so
+  `subsample` draws exactly the same images. Each run refuses to start unless its subset's content hash equals the
+  one computed from the real data. Its record keeps the real data set's hash and the packed commit, because the
+  copy there has no `.git`. Runs go in parallel processes, and each record is copied to `--copy-to` as it is written.
+
+    ./run python tools/device_runs.py pack --n 100 --seeds 0 1 2 3 4 --out .devpack/cifar10-n100.npz
+    python3 tools/device_runs.py train --pack .devpack/cifar10-n100.npz --runs resnet18 scat_v1:4 --seeds 0 1 2 3 4
+"""
+import argparse, json, os, subprocess, sys, tarfile, time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def clean_head() -> str:
+    "HEAD's commit; exits when the checkout has uncommitted changes (the records would name the wrong code)."
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT, capture_output=True, text=True).stdout
+    if dirty.strip(): sys.exit(f'device_runs pack: commit first; uncommitted changes:\n{dirty}')
+    return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+def pack(a):
+    from wavescat.data import content_hash, data_name, load_cifar10, subsample
+    commit = clean_head()
+    train, test = load_cifar10(a.data)
+    subsets = {s: subsample(train, a.n, s) for s in a.seeds}
+    keep = np.unique(np.concatenate([t.idx.numpy() for t, _ in subsets.values()]))
+    hashes = {f'{a.n}-{s}': content_hash(t, v, test) for s, (t, v) in subsets.items()}
+    meta = dict(source=data_name(train.source), classes=list(train.classes), dataset_hash=content_hash(train, test),
+                n_train=len(train), hashes=hashes, git=commit)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(a.out, y_train=train.y.numpy().astype(np.int8), keep=keep, x_keep=train.x[keep].numpy(),
+                        x_test=test.x.numpy(), y_test=test.y.numpy().astype(np.int8), meta=json.dumps(meta))
+    print(f'{a.out}: {len(keep)} training images of {len(train)}, {len(test)} test images, '
+          f'{os.path.getsize(a.out) / 2**20:.1f} MiB, commit {commit[:10]}')
+
+def load_pack(path):
+    import torch
+    from wavescat.data import ImageSet
+    z = np.load(path)
+    meta = json.loads(str(z['meta']))
+    x = np.zeros((meta['n_train'], *z['x_keep'].shape[1:]), np.uint8)
+    x[z['keep']] = z['x_keep']
+    as_set = lambda x, y: ImageSet(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), tuple(meta['classes']), meta['source'])
+    return as_set(x, z['y_train']), as_set(z['x_test'], z['y_test']), meta
+
+def one(a):
+    "One run, in this process, on the packed data."
+    import wavescat.core as core, wavescat.train as T
+    train_full, test_full, meta = load_pack(a.pack)
+    T.load_dataset = lambda name, root=None, download=False: (train_full, test_full)
+    prepare = T.prepare_data
+    def prepare_packed(cfg):
+        d = prepare(cfg)
+        want = meta['hashes'].get(f'{cfg.n_per_class}-{cfg.seed}')
+        if d.record['hash'] != want:
+            raise SystemExit(f'n_per_class={cfg.n_per_class}, seed={cfg.seed}: subset hash {d.record["hash"]} is not the real '
+                             f"data's {want}: pack this size and seed")
+        d.record['dataset_hash'] = meta['dataset_hash']
+        return d
+    T.prepare_data = prepare_packed
+    core.git_commit = lambda: meta['git']
+    model, L = (a.run.split(':') + [None])[:2]
+    params = dict(model=model, n_per_class=a.n, seed=a.seed, protocol=a.protocol, checkpoint_every=a.checkpoint_every)
+    if L: params['L'] = int(L)
+    if a.epochs: params['epochs'] = a.epochs  # a quick check of the whole path
+    if a.out_dir: params['out_dir'] = a.out_dir
+    rec = T.train(**params)
+    print(f"{rec['run_id']}: test {rec['metrics']['test_acc']:.2f} % in {rec['time_s']:.0f} s")
+
+def bundle(copy_to, started):
+    "The records written since `started`, as one tar file in `copy_to` (the machine returns few files)."
+    recs = [p for p in (ROOT / 'outputs' / 'runs').glob('*/record.json') if p.stat().st_mtime >= started]
+    tmp = Path(copy_to) / 'records.tar.tmp'
+    with tarfile.open(tmp, 'w') as t:
+        for p in recs: t.add(p, arcname=str(p.relative_to(ROOT)))
+    os.replace(tmp, Path(copy_to) / 'records.tar')
+    return len(recs)
+
+def train(a):
+    import wavescat.core as core
+    core.versions()  # fails here, not after training, when wavescat or kymatio is not installed
+    started, logs = time.time(), Path(a.logs); logs.mkdir(parents=True, exist_ok=True)
+    jobs = {}
+    for run in a.runs:
+        for s in a.seeds:
+            name = f"{run.replace(':', '-L')}-s{s}"
+            cmd = [sys.executable, __file__, 'one', '--pack', a.pack, '--run', run, '--seed', str(s), '--n', str(a.n),
+                   '--protocol', a.protocol, '--checkpoint-every', str(a.checkpoint_every)] + (['--epochs', str(a.epochs)] if a.epochs else [])
+            jobs[name] = subprocess.Popen(cmd, stdout=open(logs / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
+    while jobs:
+        time.sleep(5)
+        for name, p in list(jobs.items()):
+            if p.poll() is None and time.time() - started < a.deadline: continue
+            if p.poll() is None: p.kill(); p.wait()
+            print(f'{time.time() - started:6.0f} s  {name}: exit {p.returncode}', flush=True)
+            del jobs[name]
+            if a.copy_to: bundle(a.copy_to, started)
+    print(f'{time.time() - started:.0f} s; records: {bundle(a.copy_to, started) if a.copy_to else "-"}')
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = p.add_subparsers(dest='cmd', required=True)
+    c = sub.add_parser('pack'); c.add_argument('--data', default=os.environ.get('WAVESCAT_DATA'))
+    c.add_argument('--n', type=int, default=100); c.add_argument('--seeds', type=int, nargs='+', required=True); c.add_argument('--out', required=True)
+    for name in ('one', 'train'):
+        c = sub.add_parser(name); c.add_argument('--pack', required=True); c.add_argument('--n', type=int, default=100)
+        c.add_argument('--protocol', default='study'); c.add_argument('--checkpoint-every', type=int, default=25)
+        c.add_argument('--epochs', type=int, default=None, help="the protocol's unless given")
+        if name == 'one':
+            c.add_argument('--run', required=True); c.add_argument('--seed', type=int, required=True); c.add_argument('--out-dir')
+        else:
+            c.add_argument('--runs', nargs='+', required=True, help="model or model:L, e.g. resnet18 scat_v1:4")
+            c.add_argument('--seeds', type=int, nargs='+', required=True); c.add_argument('--logs', default='logs/device')
+            c.add_argument('--copy-to', default=os.environ.get('OUT')); c.add_argument('--deadline', type=float, default=420)
+    a = p.parse_args()
+    dict(pack=pack, one=one, train=train)[a.cmd](a)
