@@ -25,8 +25,8 @@ __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
            'paired_difference', 'verdict', 'choose_on_validation', 'clipped_errors', 'load_records', 'protocol_label',
            'model_label', 'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline',
-           'protocol_text', 'run_time_text', 'results_markdown', 'comparison', 'comparisons_markdown',
-           'features_markdown']
+           'protocol_text', 'run_time_text', 'published_verdicts', 'results_markdown', 'comparison',
+           'comparisons_markdown', 'features_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -391,6 +391,29 @@ def run_time_text(runs: pd.DataFrame) -> str:
             f"{minutes.max():.1f} minutes per run, median {minutes.median():.1f}, at {speed.min():.0f} to {speed.max():.0f} "
             f"training images/s, on {' and '.join(sorted(runs.device.unique()))}.")
 
+def published_verdicts(h: dict) -> list[str]:
+    """For `study` runs (the original's protocol), sentences placing our results against the published ones: a published
+    single run against our 95 % interval; a published mean of 6 seeds against our mean by Welch's t-test (their reported
+    variance taken as the sample variance). Other protocols: none, they are not comparable."""
+    if h['protocol'] != 'study' or h['summary'].empty: return []
+    n, out = h['n_per_class'], []
+    for m, r in h['summary'].iterrows():
+        L = int(m.split('L=')[1]) if m.startswith('scat_v1 L=') else None
+        single = PUBLISHED['baseline'].get(n) if m == 'resnet18' else PUBLISHED['scat_v1_L_sweep_100'].get(L) if L and n == 100 else None
+        mean6 = PUBLISHED['is_random_100'].get(L) if L and n == 100 else None
+        if single is not None and not pd.isna(r.ci95):
+            lo, hi = r['mean'] - r.ci95, r['mean'] + r.ci95
+            where = 'inside' if lo <= single <= hi else 'above' if single > hi else 'below'
+            out.append(f"{m}: the published single run, {single:.2f} %, lies {where} our 95 % interval ({lo:.2f} to {hi:.2f}, {int(r.n)} seeds).")
+        if mean6 is not None and r.n >= 2:
+            t = stats.ttest_ind_from_stats(r['mean'], r['std'], int(r.n), mean6[0], np.sqrt(mean6[1]), 6, equal_var=False)
+            d = r['mean'] - mean6[0]
+            end = (f"ours is {'lower' if d < 0 else 'higher'}, significantly at the 5 % level." if t.pvalue < 0.05
+                   else 'the difference is not significant at the 5 % level.')
+            out.append(f"{m}: our mean {r['mean']:.2f} % ({int(r.n)} seeds) against the published mean of 6 seeds, {mean6[0]:.2f} %: "
+                       f"{d:+.2f} points, Welch's t-test p = {t.pvalue:.3g}: {end}")
+    return out
+
 def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     "The README's results section from `headline(load_records())`: the protocol, the tables, the verdicts, the report's `figure`."
     if h['summary'].empty:
@@ -398,7 +421,8 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
                 '(see the commands below).')
     s = h['summary']
     rows = [protocol_text(h['protocol']), ''] if h['protocol'] in PROTOCOLS else []
-    rows += ['| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs (another protocol) |',
+    same = h['protocol'] == 'study'  # the original's recipe: the published figures are comparable
+    rows += [f"| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs ({'the same protocol' if same else 'another protocol'}) |",
             '|---|---|---|---|---|---|']
     rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {_md_num(r['std'])} | {_md_num(r.ci95, '± {:.2f}')} | {r.published_200_epochs} |"
              for m, r in s.iterrows()]
@@ -409,7 +433,9 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
         rows += [f"| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {_md_num(r.ci95_low, '{:+.2f}')} to {_md_num(r.ci95_high, '{:+.2f}')} | "
                  f"{_md_num(r.p_ttest, '{:.3g}')} | {_md_num(r.p_wilcoxon, '{:.3g}')} | {int(r.wins)} of {int(r.pairs)} |" for m, r in p.iterrows()]
     timing = run_time_text(h['runs'])
-    rows += [''] + [f'- {v}' for v in h['verdicts']] + (['', timing] if timing else [])
+    rows += [''] + [f'- {v}' for v in h['verdicts']]
+    if pub := published_verdicts(h): rows += ['', 'Against the published figures:', ''] + [f'- {v}' for v in pub]
+    rows += ['', timing] if timing else []
     return '\n'.join(rows + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
 
 # %% ../nbs/04_experiments.ipynb #5f6c0d40
