@@ -20,15 +20,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def clean_head() -> str:
-    "HEAD's commit; exits when the checkout has uncommitted changes (the records would name the wrong code)."
+def clean_head(allow_dirty=False) -> str:
+    "HEAD's commit; exits when the checkout has uncommitted changes (the records would name the wrong code) unless allowed."
     dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT, capture_output=True, text=True).stdout
-    if dirty.strip(): sys.exit(f'device_runs pack: commit first; uncommitted changes:\n{dirty}')
-    return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    if dirty.strip() and not allow_dirty: sys.exit(f'device_runs pack: commit first; uncommitted changes:\n{dirty}')
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    return head + ('+dirty' if dirty.strip() else '')
 
 def pack(a):
     from wavescat.data import content_hash, data_name, load_cifar10, subsample
-    commit = clean_head()
+    commit = clean_head(a.allow_dirty)
     train, test = load_cifar10(a.data)
     subsets = {s: subsample(train, a.n, s) for s in a.seeds}
     keep = np.unique(np.concatenate([t.idx.numpy() for t, _ in subsets.values()]))
@@ -110,6 +111,7 @@ if __name__ == '__main__':
     sub = p.add_subparsers(dest='cmd', required=True)
     c = sub.add_parser('pack'); c.add_argument('--data', default=os.environ.get('WAVESCAT_DATA'))
     c.add_argument('--n', type=int, default=100); c.add_argument('--seeds', type=int, nargs='+', required=True); c.add_argument('--out', required=True)
+    c.add_argument('--allow-dirty', action='store_true', help='pack from a checkout with uncommitted changes (records say +dirty)')
     for name in ('one', 'train'):
         c = sub.add_parser(name); c.add_argument('--pack', required=True); c.add_argument('--n', type=int, default=100)
         c.add_argument('--protocol', default='study'); c.add_argument('--checkpoint-every', type=int, default=25)

@@ -1,0 +1,49 @@
+"tools/device_runs.py: the packed data gives the very subsets of the real data, and runs on it refuse a subset it lacks."
+import importlib.util, json, os, subprocess, sys
+import pytest, torch
+from conftest import ROOT
+from wavescat.data import content_hash, data_name, load_cifar10, subsample
+
+TOOL = ROOT / 'tools' / 'device_runs.py'
+
+def tool(*args, cache):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, 'WAVESCAT_CACHE': str(cache)}, timeout=300)
+
+@pytest.fixture
+def packed(fake_cifar, tmp_path):
+    out = tmp_path / 'pack.npz'
+    r = tool('pack', '--data', fake_cifar['batches'], '--n', 2, '--seeds', 0, 1, '--out', out, '--allow-dirty', cache=tmp_path / 'cache')
+    assert r.returncode == 0, r.stderr
+    return out
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('device_runs', TOOL)
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    return m
+
+def test_pack_rebuilds_the_real_subsets(packed, fake_cifar, tmp_path):
+    train, test = load_cifar10(fake_cifar['batches'], cache=tmp_path / 'cache')
+    rtrain, rtest, meta = load_tool().load_pack(packed)
+    assert torch.equal(rtrain.y, train.y) and torch.equal(rtest.x, test.x) and torch.equal(rtest.y, test.y)
+    assert not torch.equal(rtrain.x, train.x)  # the images no packed subset uses stay behind
+    for s in (0, 1):
+        real, packed_set = subsample(train, 2, s), subsample(rtrain, 2, s)
+        assert torch.equal(packed_set[0].idx, real[0].idx) and torch.equal(packed_set[0].x, real[0].x)
+        assert meta['hashes'][f'2-{s}'] == content_hash(*real, test) == content_hash(*packed_set, rtest)
+    assert meta['dataset_hash'] == content_hash(train, test) and meta['source'] == data_name(train.source)
+
+def test_a_run_on_the_pack_records_the_real_data(packed, tmp_path):
+    r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
+             cache=tmp_path / 'cache')
+    assert r.returncode == 0, r.stderr
+    (rec_file,) = (tmp_path / 'runs').glob('resnet18-n2-s0-*/record.json')
+    rec, meta = json.loads(rec_file.read_text()), load_tool().load_pack(packed)[2]
+    assert rec['data']['hash'] == meta['hashes']['2-0'] and rec['data']['dataset_hash'] == meta['dataset_hash']
+    assert rec['versions']['git'] == meta['git'] and rec['params']['epochs'] == 1
+
+def test_a_subset_the_pack_lacks_is_refused_before_training(packed, tmp_path):
+    r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 2, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
+             cache=tmp_path / 'cache')
+    assert r.returncode != 0 and 'n_per_class=2, seed=2' in r.stderr and 'pack this size and seed' in r.stderr
+    assert not list((tmp_path / 'runs').glob('*/checkpoint.pt'))
