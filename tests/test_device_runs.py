@@ -1,6 +1,6 @@
 "tools/device_runs.py: the packed data gives the very subsets of the real data, and runs on it refuse a subset it lacks."
 import importlib.util, json, os, subprocess, sys
-import pytest, torch
+import numpy as np, pytest, torch
 from conftest import ROOT
 from wavescat.data import content_hash, data_name, load_cifar10, subsample
 
@@ -22,6 +22,13 @@ def load_tool():
     m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
     return m
 
+def with_meta(pack, out, **changes):
+    "A copy of `pack` whose metadata has `changes` (what a pack made elsewhere, or by other code, would hold)."
+    z = dict(np.load(pack))
+    z['meta'] = json.dumps({**json.loads(str(z['meta'])), **changes})
+    np.savez(out, **z)
+    return out
+
 def test_pack_rebuilds_the_real_subsets(packed, fake_cifar, tmp_path):
     train, test = load_cifar10(fake_cifar['batches'], cache=tmp_path / 'cache')
     rtrain, rtest, meta = load_tool().load_pack(packed)
@@ -34,16 +41,26 @@ def test_pack_rebuilds_the_real_subsets(packed, fake_cifar, tmp_path):
     assert meta['dataset_hash'] == content_hash(train, test) and meta['source'] == data_name(train.source)
 
 def test_a_run_on_the_pack_records_the_real_data(packed, tmp_path):
+    packed = with_meta(packed, tmp_path / 'marked.npz', git='packed-commit-marker')  # git here would give another value
     r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
              cache=tmp_path / 'cache')
     assert r.returncode == 0, r.stderr
     (rec_file,) = (tmp_path / 'runs').glob('resnet18-n2-s0-*/record.json')
     rec, meta = json.loads(rec_file.read_text()), load_tool().load_pack(packed)[2]
     assert rec['data']['hash'] == meta['hashes']['2-0'] and rec['data']['dataset_hash'] == meta['dataset_hash']
-    assert rec['versions']['git'] == meta['git'] and rec['params']['epochs'] == 1
+    assert rec['versions']['git'] == 'packed-commit-marker' and rec['params']['epochs'] == 1
 
 def test_a_subset_the_pack_lacks_is_refused_before_training(packed, tmp_path):
     r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 2, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
              cache=tmp_path / 'cache')
-    assert r.returncode != 0 and 'n_per_class=2, seed=2' in r.stderr and 'pack this size and seed' in r.stderr
-    assert not list((tmp_path / 'runs').glob('*/checkpoint.pt'))
+    assert r.returncode != 0 and 'n_per_class=2, seed=2: the pack holds only the subsets (n_per_class-seed) 2-0, 2-1' in r.stderr
+    assert not list((tmp_path / 'runs').glob('resnet18-*'))
+
+def test_code_other_than_the_packed_commit_is_refused(packed, tmp_path):
+    code = json.loads(str(np.load(packed)['meta']))['code']
+    assert 'wavescat/train.py' in code and 'tools/device_runs.py' in code
+    drifted = with_meta(packed, tmp_path / 'drifted.npz', code={**code, 'wavescat/train.py': '0' * 40})
+    r = tool('one', '--pack', drifted, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
+             cache=tmp_path / 'cache')
+    assert r.returncode != 0 and 'these files differ from commit' in r.stderr and 'wavescat/train.py' in r.stderr
+    assert not list((tmp_path / 'runs').glob('resnet18-*'))

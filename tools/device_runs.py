@@ -13,7 +13,7 @@ Such a machine receives at most 64 MiB of files, so the 236 MB data set cannot t
     ./run python tools/device_runs.py pack --n 100 --seeds 0 1 2 3 4 --out .devpack/cifar10-n100.npz
     python3 tools/device_runs.py train --pack .devpack/cifar10-n100.npz --runs resnet18 scat_v1:4 --seeds 0 1 2 3 4
 """
-import argparse, json, os, subprocess, sys, tarfile, time
+import argparse, hashlib, json, os, subprocess, sys, tarfile, time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,23 @@ def clean_head(allow_dirty=False) -> str:
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     return head + ('+dirty' if dirty.strip() else '')
 
+CODE = ('settings.ini', 'wavescat', 'tools')  # what a run executes: the records name its commit, so it must be that commit's
+
+def code_hashes() -> dict:
+    "Git's blob hash of every file under `CODE` that git tracks (computed from the files, so it works without .git)."
+    files = subprocess.run(['git', 'ls-files', *CODE], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return {f: blob_hash(ROOT / f) for f in files}
+
+def blob_hash(path) -> str:
+    b = Path(path).read_bytes()
+    return hashlib.sha1(b'blob %d\0' % len(b) + b).hexdigest()
+
+def check_code(meta):
+    "Exit unless the files here are the packed commit's (the copy sent to the GPU machine may have drifted since `pack`)."
+    differ = [f for f, h in meta['code'].items() if not (ROOT / f).is_file() or blob_hash(ROOT / f) != h]
+    if differ: sys.exit(f"device_runs: these files differ from commit {meta['git'][:10]}, which the pack and the records name: "
+                        f"{', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}; pack again from this checkout")
+
 def pack(a):
     from wavescat.data import content_hash, data_name, load_cifar10, subsample
     commit = clean_head(a.allow_dirty)
@@ -35,7 +52,7 @@ def pack(a):
     keep = np.unique(np.concatenate([t.idx.numpy() for t, _ in subsets.values()]))
     hashes = {f'{a.n}-{s}': content_hash(t, v, test) for s, (t, v) in subsets.items()}
     meta = dict(source=data_name(train.source), classes=list(train.classes), dataset_hash=content_hash(train, test),
-                n_train=len(train), hashes=hashes, git=commit)
+                n_train=len(train), hashes=hashes, git=commit, code=code_hashes())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(a.out, y_train=train.y.numpy().astype(np.int8), keep=keep, x_keep=train.x[keep].numpy(),
                         x_test=test.x.numpy(), y_test=test.y.numpy().astype(np.int8), meta=json.dumps(meta))
@@ -56,14 +73,18 @@ def one(a):
     "One run, in this process, on the packed data."
     import wavescat.core as core, wavescat.train as T
     train_full, test_full, meta = load_pack(a.pack)
+    check_code(meta)
     T.load_dataset = lambda name, root=None, download=False: (train_full, test_full)
     prepare = T.prepare_data
     def prepare_packed(cfg):
         d = prepare(cfg)
-        want = meta['hashes'].get(f'{cfg.n_per_class}-{cfg.seed}')
-        if d.record['hash'] != want:
-            raise SystemExit(f'n_per_class={cfg.n_per_class}, seed={cfg.seed}: subset hash {d.record["hash"]} is not the real '
-                             f"data's {want}: pack this size and seed")
+        key = f'{cfg.n_per_class}-{cfg.seed}'
+        if key not in meta['hashes']:
+            raise SystemExit(f"n_per_class={cfg.n_per_class}, seed={cfg.seed}: the pack holds only the subsets (n_per_class-seed) "
+                             f"{', '.join(meta['hashes'])}; pack this size and seed (pack --n N --seeds S ...)")
+        if d.record['hash'] != meta['hashes'][key]:
+            raise SystemExit(f"n_per_class={cfg.n_per_class}, seed={cfg.seed}: subset content hash {d.record['hash']} is not the "
+                             f"real data's {meta['hashes'][key]}: the pack is damaged or was made by other code; pack again")
         d.record['dataset_hash'] = meta['dataset_hash']
         return d
     T.prepare_data = prepare_packed
@@ -87,6 +108,7 @@ def bundle(copy_to, started):
 
 def train(a):
     import wavescat.core as core
+    check_code(load_pack(a.pack)[2])
     core.versions()  # fails here, not after training, when wavescat or kymatio is not installed
     started, logs = time.time(), Path(a.logs); logs.mkdir(parents=True, exist_ok=True)
     jobs = {}
@@ -95,7 +117,8 @@ def train(a):
             name = f"{run.replace(':', '-L')}-s{s}"
             cmd = [sys.executable, __file__, 'one', '--pack', a.pack, '--run', run, '--seed', str(s), '--n', str(a.n),
                    '--protocol', a.protocol, '--checkpoint-every', str(a.checkpoint_every)] + (['--epochs', str(a.epochs)] if a.epochs else [])
-            jobs[name] = subprocess.Popen(cmd, stdout=open(logs / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
+            with open(logs / f'{name}.log', 'w') as log:  # the child keeps its own handle
+                jobs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     while jobs:
         time.sleep(5)
         for name, p in list(jobs.items()):

@@ -393,18 +393,21 @@ def run_time_text(runs: pd.DataFrame) -> str:
 
 def published_verdicts(h: dict) -> list[str]:
     """For `study` runs (the original's protocol), sentences placing our results against the published ones: a published
-    single run against our 95 % interval; a published mean of 6 seeds against our mean by Welch's t-test (their reported
-    variance taken as the sample variance). Other protocols: none, they are not comparable."""
+    single run against our 95 % prediction interval for one run (mean ± t·s·√(1 + 1/n), not the mean's interval); a
+    published mean of 6 seeds against our mean by Welch's t-test (their reported variance taken as the sample variance).
+    Other protocols: none, they are not comparable."""
     if h['protocol'] != 'study' or h['summary'].empty: return []
     n, out = h['n_per_class'], []
     for m, r in h['summary'].iterrows():
         L = int(m.split('L=')[1]) if m.startswith('scat_v1 L=') else None
         single = PUBLISHED['baseline'].get(n) if m == 'resnet18' else PUBLISHED['scat_v1_L_sweep_100'].get(L) if L and n == 100 else None
         mean6 = PUBLISHED['is_random_100'].get(L) if L and n == 100 else None
-        if single is not None and not pd.isna(r.ci95):
-            lo, hi = r['mean'] - r.ci95, r['mean'] + r.ci95
+        if single is not None and r.n >= 2:
+            half = stats.t.ppf(0.975, r.n - 1) * r['std'] * np.sqrt(1 + 1 / r.n)
+            lo, hi = r['mean'] - half, r['mean'] + half
             where = 'inside' if lo <= single <= hi else 'above' if single > hi else 'below'
-            out.append(f"{m}: the published single run, {single:.2f} %, lies {where} our 95 % interval ({lo:.2f} to {hi:.2f}, {int(r.n)} seeds).")
+            out.append(f"{m}: the published single run, {single:.2f} %, lies {where} our 95 % prediction interval for one run "
+                       f"({lo:.2f} to {hi:.2f}, from {int(r.n)} seeds).")
         if mean6 is not None and r.n >= 2:
             t = stats.ttest_ind_from_stats(r['mean'], r['std'], int(r.n), mean6[0], np.sqrt(mean6[1]), 6, equal_var=False)
             d = r['mean'] - mean6[0]
@@ -421,8 +424,9 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
                 '(see the commands below).')
     s = h['summary']
     rows = [protocol_text(h['protocol']), ''] if h['protocol'] in PROTOCOLS else []
-    same = h['protocol'] == 'study'  # the original's recipe: the published figures are comparable
-    rows += [f"| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs ({'the same protocol' if same else 'another protocol'}) |",
+    # the published column holds the 100-per-class figures: comparable for the original's recipe at that size only
+    same = 'the same recipe' if h['protocol'] == 'study' and h['n_per_class'] == 100 else 'another protocol' if h['protocol'] != 'study' else 'another size'
+    rows += [f"| model | seeds | mean test accuracy (%) | std | 95 % interval | published, 200 epochs, 100 per class ({same}) |",
             '|---|---|---|---|---|---|']
     rows += [f"| {m} | {int(r.n)} | {r['mean']:.2f} | {_md_num(r['std'])} | {_md_num(r.ci95, '± {:.2f}')} | {r.published_200_epochs} |"
              for m, r in s.iterrows()]
