@@ -8,12 +8,14 @@ import hashlib, json, os, time
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 import pandas as pd
 import psutil
 import torch
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -22,8 +24,9 @@ from .data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet, cache_dir, conte
 from .scattering import Scattering
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'CLASSIFIERS', 'C_GRID', 'ALPHA_GRID', 'FIT_MEMORY', 'feature_file', 'scattering_features',
-           'make_classifier', 'classifier_settings', 'parallel_fits', 'fit_score', 'features_study']
+__all__ = ['FEATURES_VERSION', 'CLASSIFIERS', 'C_GRID', 'ALPHA_GRID', 'THREAD_PARAMS', 'FIT_MEMORY', 'feature_file',
+           'scattering_features', 'make_classifier', 'classifier_settings', 'parallel_fits', 'search_file',
+           'resumable_search', 'fit_score', 'features_study']
 
 # %% ../nbs/07_features.ipynb #25bec402
 FEATURES_VERSION = 1  # bump when the same data and parameters would give other features
@@ -71,6 +74,8 @@ def classifier_settings(name: str) -> str:
     params = make_classifier(name, seed=0, n_per_class=10).get_params(deep=True)  # n_jobs at its default: it changes no result
     return hashlib.sha1(json.dumps({k: repr(v) for k, v in sorted(params.items())}).encode()).hexdigest()[:8]
 
+THREAD_PARAMS = {'linear_svm': 'sgdclassifier__n_jobs'}  # spreads one fit over threads, with the same result
+
 FIT_MEMORY = 5.0  # a CV fit's peak memory over its training fold's bytes (measured: 7.3 GB private + 3.0 GB shared, 2.1 GB fold)
 
 def parallel_fits(fold_bytes: int, available: int | None = None) -> int:
@@ -78,18 +83,57 @@ def parallel_fits(fold_bytes: int, available: int | None = None) -> int:
     available = psutil.virtual_memory().available if available is None else available
     return int(max(1, min(os.cpu_count() or 1, available // (FIT_MEMORY * fold_bytes))))
 
-def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int) -> dict:
-    "Fit `name` on the training features and score it on the test features: accuracy in percent, the chosen regularisation, seconds."
-    clf = make_classifier(name, seed, n_per_class, n_jobs=parallel_fits(Xtr.nbytes * 2 // 3))  # a 3-fold CV fit holds 2/3 of Xtr
-    t0 = time.time(); clf.fit(Xtr, ytr); fit_s = time.time() - t0
-    chosen = ', '.join(f"{k.split('__')[-1]}={v:g}" for k, v in getattr(clf, 'best_params_', {}).items())
+# %% ../nbs/07_features.ipynb #c5e1a7d1
+def search_file(name: str, X, y, seed: int, n_per_class: int, cache=None) -> Path:
+    "Where one search's cross-validation scores are kept: keyed by `name`'s settings, the seed, the size and the training data's bytes."
+    data = hashlib.sha1(np.ascontiguousarray(X).data)
+    data.update(np.ascontiguousarray(y).data)
+    key = json.dumps(dict(settings=classifier_settings(name), seed=seed, n_per_class=n_per_class, data=data.hexdigest()))
+    return cache_dir(cache) / f'cv-{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json'
+
+def _fold_score(estimator, params: dict, X, y, train, val) -> float:
+    "One cross-validation fit of `estimator` with `params`: its accuracy on the held-out fold."
+    return float(clone(estimator).set_params(**params).fit(X[train], y[train]).score(X[val], y[val]))
+
+def _scored(i: int, k: int, *args): return i, k, _fold_score(*args)  # tagged: results come back as they finish
+
+def resumable_search(search: GridSearchCV, X, y, store: Path, n_fits=1, threads_param=None):
+    "Fit `search` as `GridSearchCV` would, each (candidate, fold) score saved to `store` as it comes: (refitted best estimator, best params, wall seconds of all calls)."
+    t0, store = time.time(), Path(store)
+    saved = json.loads(store.read_text()) if store.exists() else dict(scores={}, seconds=0.0)
+    cores = os.cpu_count() or 1
+    base = clone(search.estimator)
+    if threads_param: base.set_params(**{threads_param: max(1, cores // n_fits)})
+    candidates = list(ParameterGrid(search.param_grid))
+    folds = list(search.cv.split(X, y))
+    todo = [(i, k) for i in range(len(candidates)) for k in range(len(folds)) if f'{i}/{k}' not in saved['scores']]
+    def save(): atomic_write(store, lambda tmp: Path(tmp).write_text(json.dumps(dict(saved, seconds=saved['seconds'] + time.time() - t0))))
+    jobs = (delayed(_scored)(i, k, base, candidates[i], X, y, *folds[k]) for i, k in todo)  # X travels memory-mapped
+    for i, k, score in Parallel(n_jobs=min(n_fits, max(1, len(todo))), return_as='generator_unordered')(jobs):
+        saved['scores'][f'{i}/{k}'] = score
+        save()
+    means = [np.mean([saved['scores'][f'{i}/{k}'] for k in range(len(folds))]) for i in range(len(candidates))]
+    best = candidates[int(np.argmax(means))]  # the first of equals, as GridSearchCV ranks them
+    if threads_param: base.set_params(**{threads_param: cores})  # the refit is the only fit running
+    model = clone(base).set_params(**best).fit(X, y)
+    return model, best, saved['seconds'] + time.time() - t0
+
+def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int, cache=None) -> dict:
+    "Fit `name` on the training features (a resumable search for the linear ones) and score it on the test features: accuracy in percent, the chosen regularisation, seconds."
+    clf = make_classifier(name, seed, n_per_class)
+    if isinstance(clf, GridSearchCV):
+        clf, best, fit_s = resumable_search(clf, Xtr, ytr, search_file(name, Xtr, ytr, seed, n_per_class, cache),
+                                            n_fits=parallel_fits(Xtr.nbytes * 2 // 3), threads_param=THREAD_PARAMS.get(name))  # a 3-fold CV fit holds 2/3 of Xtr
+    else:
+        t0 = time.time(); clf.fit(Xtr, ytr); best, fit_s = {}, time.time() - t0
+    chosen = ', '.join(f"{k.split('__')[-1]}={v:g}" for k, v in best.items())
     return dict(classifier=name, settings=classifier_settings(name), test_acc=100.0 * float((clf.predict(Xte) == yte).mean()),
                 chosen=chosen, fit_s=fit_s)
 
 # %% ../nbs/07_features.ipynb #13cca909
 def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, sizes, seeds, classifiers=CLASSIFIERS,
-                   csv=None) -> pd.DataFrame:
-    "One row per (classifier, n_per_class, seed): test accuracy, chosen regularisation, fit seconds, settings; resumed from `csv` when given."
+                   csv=None, cache=None) -> pd.DataFrame:
+    "One row per (classifier, n_per_class, seed): test accuracy, chosen regularisation, fit seconds, settings; resumed from `csv` when given, and a stopped search from `cache`."
     rows = pd.read_csv(csv).to_dict('records') if csv and Path(csv).exists() else []
     current = {name: classifier_settings(name) for name in CLASSIFIERS}
     fresh = [r for r in rows if r.get('settings') == current[r['classifier']]]
@@ -104,6 +148,6 @@ def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, siz
             Xtr, ytr = train_feats[idx].numpy(), train.y[idx].numpy()
             for name in classifiers:
                 if (name, n, s) in done: continue
-                rows.append(dict(n_per_class=n, seed=s, **fit_score(name, Xtr, ytr, Xte, yte, s, n)))
+                rows.append(dict(n_per_class=n, seed=s, **fit_score(name, Xtr, ytr, Xte, yte, s, n, cache)))
                 if csv: atomic_write(csv, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     return pd.DataFrame(rows)
