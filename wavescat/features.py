@@ -107,11 +107,14 @@ def resumable_search(search: GridSearchCV, X, y, store: Path, n_fits=1, threads_
     candidates = list(ParameterGrid(search.param_grid))
     folds = list(search.cv.split(X, y))
     todo = [(i, k) for i in range(len(candidates)) for k in range(len(folds)) if f'{i}/{k}' not in saved['scores']]
+    n = len(candidates) * len(folds)
+    if len(todo) < n: print(f'{store.name}: {n - len(todo)} of {n} cross-validation fits already done', flush=True)
     def save(): atomic_write(store, lambda tmp: Path(tmp).write_text(json.dumps(dict(saved, seconds=saved['seconds'] + time.time() - t0))))
     jobs = (delayed(_scored)(i, k, base, candidates[i], X, y, *folds[k]) for i, k in todo)  # X travels memory-mapped
     for i, k, score in Parallel(n_jobs=min(n_fits, max(1, len(todo))), return_as='generator_unordered')(jobs):
         saved['scores'][f'{i}/{k}'] = score
         save()
+        print(f"fit {len(saved['scores'])}/{n}: {candidates[i]}, fold {k}: {100 * score:.2f} % ({time.time() - t0:,.0f} s)", flush=True)
     means = [np.mean([saved['scores'][f'{i}/{k}'] for k in range(len(folds))]) for i in range(len(candidates))]
     best = candidates[int(np.argmax(means))]  # the first of equals, as GridSearchCV ranks them
     if threads_param: base.set_params(**{threads_param: cores})  # the refit is the only fit running
