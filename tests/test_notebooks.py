@@ -169,6 +169,8 @@ def test_features_study_resumes(env, tmp_path):
     rows = pd.read_csv(tmp_path / 'features' / 'study-J2-L2-o1.csv')
     assert len(rows) == 2 * 2 * 2 and rows.test_acc.between(0, 100).all()
     assert (tmp_path / 'features' / 'features-J2-L2-o1.png').stat().st_size > 10_000
+    stores = sorted(p.name.split('-')[:3] for p in (tmp_path / 'features' / 'cv-J2-L2-o1').glob('*.json'))
+    assert stores == [['logistic', f'{n}pc', f'seed{s}'] for n in (2, 3) for s in (0, 1)]  # each search's CV scores, kept
     for lr, acc in ((0.01, 40.0), (0.001, 45.0)):  # two validation-only scat_linear runs: the notebook picks the lr
         rec = dict(run_id=f'scat_linear-L2-n3-s0-{lr}', data={}, time_s=1.0, images_per_s=1.0, device='cpu', history=[],
                    params=dict(model='scat_linear', L=2, learnable=False, lr=lr, n_per_class=3, val_per_class=2, seed=0,

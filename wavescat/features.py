@@ -84,12 +84,13 @@ def parallel_fits(fold_bytes: int, available: int | None = None) -> int:
     return int(max(1, min(os.cpu_count() or 1, available // (FIT_MEMORY * fold_bytes))))
 
 # %% ../nbs/07_features.ipynb #c5e1a7d1
-def search_file(name: str, X, y, seed: int, n_per_class: int, cache=None) -> Path:
-    "Where one search's cross-validation scores are kept: keyed by `name`'s settings, the seed, the size and the training data's bytes."
-    data = hashlib.sha1(np.ascontiguousarray(X).data)
-    data.update(np.ascontiguousarray(y).data)
-    key = json.dumps(dict(settings=classifier_settings(name), seed=seed, n_per_class=n_per_class, data=data.hexdigest()))
-    return cache_dir(cache) / f'cv-{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json'
+def search_file(folder, name: str, seed: int, n_per_class: int) -> Path:
+    "Where one search's cross-validation scores are kept in `folder` (one folder per feature set): named by the classifier, its settings, the size and the seed."
+    return Path(folder) / f'{name}-{n_per_class}pc-seed{seed}-{classifier_settings(name)}.json'
+
+def _subset_id(X, y) -> dict:
+    "What a stored search must match: the training subset's shape and its labels' hash (exact on every machine, unlike float features)."
+    return dict(shape=list(X.shape), labels=hashlib.sha1(np.ascontiguousarray(y).data).hexdigest()[:16])
 
 def _fold_score(estimator, params: dict, X, y, train, val) -> float:
     "One cross-validation fit of `estimator` with `params`: its accuracy on the held-out fold."
@@ -97,10 +98,15 @@ def _fold_score(estimator, params: dict, X, y, train, val) -> float:
 
 def _scored(i: int, k: int, *args): return i, k, _fold_score(*args)  # tagged: results come back as they finish
 
-def resumable_search(search: GridSearchCV, X, y, store: Path, n_fits=1, threads_param=None):
-    "Fit `search` as `GridSearchCV` would, each (candidate, fold) score saved to `store` as it comes: (refitted best estimator, best params, wall seconds of all calls)."
-    t0, store = time.time(), Path(store)
-    saved = json.loads(store.read_text()) if store.exists() else dict(scores={}, seconds=0.0)
+def resumable_search(search: GridSearchCV, X, y, store=None, n_fits=1, threads_param=None):
+    "Fit `search` as `GridSearchCV` would, each (candidate, fold) score saved to `store` (a JSON file; None: kept in memory) as it comes: (refitted best estimator, best params, wall seconds of all calls)."
+    t0, subset = time.time(), _subset_id(X, y)
+    saved = dict(subset=subset, scores={}, seconds=0.0)
+    if store is not None and Path(store).exists():
+        saved = json.loads(Path(store).read_text())
+        if saved.get('subset') != subset:
+            raise ValueError(f"{store} holds the scores of another training subset ({saved.get('subset')}; this one is {subset}): "
+                             'delete it, or keep each feature set in a folder of its own')
     cores = os.cpu_count() or 1
     base = clone(search.estimator)
     if threads_param: base.set_params(**{threads_param: max(1, cores // n_fits)})
@@ -108,8 +114,10 @@ def resumable_search(search: GridSearchCV, X, y, store: Path, n_fits=1, threads_
     folds = list(search.cv.split(X, y))
     todo = [(i, k) for i in range(len(candidates)) for k in range(len(folds)) if f'{i}/{k}' not in saved['scores']]
     n = len(candidates) * len(folds)
-    if len(todo) < n: print(f'{store.name}: {n - len(todo)} of {n} cross-validation fits already done', flush=True)
-    def save(): atomic_write(store, lambda tmp: Path(tmp).write_text(json.dumps(dict(saved, seconds=saved['seconds'] + time.time() - t0))))
+    if len(todo) < n: print(f'{Path(store).name}: {n - len(todo)} of {n} cross-validation fits already done', flush=True)
+    def save():
+        if store is not None:
+            atomic_write(store, lambda tmp: Path(tmp).write_text(json.dumps(dict(saved, seconds=saved['seconds'] + time.time() - t0), indent=1)))
     jobs = (delayed(_scored)(i, k, base, candidates[i], X, y, *folds[k]) for i, k in todo)  # X travels memory-mapped
     for i, k, score in Parallel(n_jobs=min(n_fits, max(1, len(todo))), return_as='generator_unordered')(jobs):
         saved['scores'][f'{i}/{k}'] = score
@@ -121,11 +129,11 @@ def resumable_search(search: GridSearchCV, X, y, store: Path, n_fits=1, threads_
     model = clone(base).set_params(**best).fit(X, y)
     return model, best, saved['seconds'] + time.time() - t0
 
-def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int, cache=None) -> dict:
-    "Fit `name` on the training features (a resumable search for the linear ones) and score it on the test features: accuracy in percent, the chosen regularisation, seconds."
+def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int, cv_dir=None) -> dict:
+    "Fit `name` on the training features (for the linear ones a search, resumable from `cv_dir` when given) and score it on the test features: accuracy in percent, the chosen regularisation, seconds."
     clf = make_classifier(name, seed, n_per_class)
     if isinstance(clf, GridSearchCV):
-        clf, best, fit_s = resumable_search(clf, Xtr, ytr, search_file(name, Xtr, ytr, seed, n_per_class, cache),
+        clf, best, fit_s = resumable_search(clf, Xtr, ytr, cv_dir and search_file(cv_dir, name, seed, n_per_class),
                                             n_fits=parallel_fits(Xtr.nbytes * 2 // 3), threads_param=THREAD_PARAMS.get(name))  # a 3-fold CV fit holds 2/3 of Xtr
     else:
         t0 = time.time(); clf.fit(Xtr, ytr); best, fit_s = {}, time.time() - t0
@@ -135,8 +143,8 @@ def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int, cache=
 
 # %% ../nbs/07_features.ipynb #13cca909
 def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, sizes, seeds, classifiers=CLASSIFIERS,
-                   csv=None, cache=None) -> pd.DataFrame:
-    "One row per (classifier, n_per_class, seed): test accuracy, chosen regularisation, fit seconds, settings; resumed from `csv` when given, and a stopped search from `cache`."
+                   csv=None, cv_dir=None) -> pd.DataFrame:
+    "One row per (classifier, n_per_class, seed): test accuracy, chosen regularisation, fit seconds, settings; resumed from `csv` when given, and a stopped search from its scores in `cv_dir` (a folder for these features)."
     rows = pd.read_csv(csv).to_dict('records') if csv and Path(csv).exists() else []
     current = {name: classifier_settings(name) for name in CLASSIFIERS}
     fresh = [r for r in rows if r.get('settings') == current[r['classifier']]]
@@ -151,6 +159,6 @@ def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, siz
             Xtr, ytr = train_feats[idx].numpy(), train.y[idx].numpy()
             for name in classifiers:
                 if (name, n, s) in done: continue
-                rows.append(dict(n_per_class=n, seed=s, **fit_score(name, Xtr, ytr, Xte, yte, s, n, cache)))
+                rows.append(dict(n_per_class=n, seed=s, **fit_score(name, Xtr, ytr, Xte, yte, s, n, cv_dir)))
                 if csv: atomic_write(csv, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     return pd.DataFrame(rows)
