@@ -155,10 +155,11 @@ def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, siz
     Xte, yte = test_feats.numpy(), test.y.numpy()
     for n in sizes:
         for s in seeds:
+            todo = [name for name in classifiers if (name, n, s) not in done]
+            if not todo: continue  # no copy of the subset's features (3 GB at 5000 per class) for nothing
             idx = subsample(train, n, s)[0].idx
             Xtr, ytr = train_feats[idx].numpy(), train.y[idx].numpy()
-            for name in classifiers:
-                if (name, n, s) in done: continue
+            for name in todo:
                 rows.append(dict(n_per_class=n, seed=s, **fit_score(name, Xtr, ytr, Xte, yte, s, n, cv_dir)))
                 if csv: atomic_write(csv, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     return pd.DataFrame(rows)
