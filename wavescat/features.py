@@ -92,6 +92,8 @@ def _subset_id(X, y) -> dict:
     "What a stored search must match: the training subset's shape and its labels' hash (exact on every machine, unlike float features)."
     return dict(shape=list(X.shape), labels=hashlib.sha1(np.ascontiguousarray(y).data).hexdigest()[:16])
 
+def _params_text(params: dict) -> str: return ', '.join(f"{k.split('__')[-1]}={v:g}" for k, v in params.items())  # 'alpha=0.01'
+
 def _fold_score(estimator, params: dict, X, y, train, val) -> float:
     "One cross-validation fit of `estimator` with `params`: its accuracy on the held-out fold."
     return float(clone(estimator).set_params(**params).fit(X[train], y[train]).score(X[val], y[val]))
@@ -122,7 +124,7 @@ def resumable_search(search: GridSearchCV, X, y, store=None, n_fits=1, threads_p
     for i, k, score in Parallel(n_jobs=min(n_fits, max(1, len(todo))), return_as='generator_unordered')(jobs):
         saved['scores'][f'{i}/{k}'] = score
         save()
-        print(f"fit {len(saved['scores'])}/{n}: {candidates[i]}, fold {k}: {100 * score:.2f} % ({time.time() - t0:,.0f} s)", flush=True)
+        print(f"fit {len(saved['scores'])}/{n}: {_params_text(candidates[i])}, fold {k}: {100 * score:.2f} % ({time.time() - t0:,.0f} s)", flush=True)
     means = [np.mean([saved['scores'][f'{i}/{k}'] for k in range(len(folds))]) for i in range(len(candidates))]
     best = candidates[int(np.argmax(means))]  # the first of equals, as GridSearchCV ranks them
     if threads_param: base.set_params(**{threads_param: cores})  # the refit is the only fit running
@@ -137,9 +139,8 @@ def fit_score(name: str, Xtr, ytr, Xte, yte, seed: int, n_per_class: int, cv_dir
                                             n_fits=parallel_fits(Xtr.nbytes * 2 // 3), threads_param=THREAD_PARAMS.get(name))  # a 3-fold CV fit holds 2/3 of Xtr
     else:
         t0 = time.time(); clf.fit(Xtr, ytr); best, fit_s = {}, time.time() - t0
-    chosen = ', '.join(f"{k.split('__')[-1]}={v:g}" for k, v in best.items())
     return dict(classifier=name, settings=classifier_settings(name), test_acc=100.0 * float((clf.predict(Xte) == yte).mean()),
-                chosen=chosen, fit_s=fit_s)
+                chosen=_params_text(best), fit_s=fit_s)
 
 # %% ../nbs/07_features.ipynb #13cca909
 def features_study(train_feats, train: ImageSet, test_feats, test: ImageSet, sizes, seeds, classifiers=CLASSIFIERS,
