@@ -19,7 +19,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .core import atomic_save, atomic_write, resolve_device
+from .core import atomic_save, atomic_write, atomic_write_json, resolve_device
 from .data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet, cache_dir, content_hash, subsample
 from .scattering import Scattering
 
@@ -119,7 +119,7 @@ def resumable_search(search: GridSearchCV, X, y, store=None, n_fits=1, threads_p
     if len(todo) < n: print(f'{Path(store).name}: {n - len(todo)} of {n} cross-validation fits already done', flush=True)
     def save():
         if store is not None:
-            atomic_write(store, lambda tmp: Path(tmp).write_text(json.dumps(dict(saved, seconds=saved['seconds'] + time.time() - t0), indent=1)))
+            atomic_write_json(dict(saved, seconds=saved['seconds'] + time.time() - t0), store)
     jobs = (delayed(_scored)(i, k, base, candidates[i], X, y, *folds[k]) for i, k in todo)  # X travels memory-mapped
     for i, k, score in Parallel(n_jobs=min(n_fits, max(1, len(todo))), return_as='generator_unordered')(jobs):
         saved['scores'][f'{i}/{k}'] = score
