@@ -26,3 +26,18 @@ def test_executed_notebooks_name_themselves():
     for f in (p for p in committed_outputs() if p.suffix == '.ipynb'):
         pm = json.loads(f.read_text())['metadata'].get('papermill')
         if pm: assert pm['output_path'] == str(f.relative_to(ROOT)), (f, pm['output_path'])
+
+def test_committed_run_ids_recompute_from_their_params():
+    "A committed run id never changes meaning: every record's id is its params' id under today's `run_id`."
+    import dataclasses
+    from wavescat.train import TrainConfig, check_config, run_id
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    recs = sorted((ROOT / 'outputs' / 'runs').glob('*/record.json'))
+    assert len(recs) >= 147, len(recs)
+    wrong = {}
+    for f in recs:
+        rec = json.loads(f.read_text())
+        params = {'precision': 'fp32', **rec['params']}  # records from before `precision`: no precision in their id
+        assert set(params) <= names, (f, set(params) - names)
+        if (rid := run_id(check_config(**params))) != f.parent.name or rid != rec['run_id']: wrong[f.parent.name] = rid
+    assert wrong == {}, f'run ids that no longer follow from their records: {wrong}'

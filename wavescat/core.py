@@ -13,9 +13,10 @@ import torch
 import wavescat
 
 # %% auto #0
-__all__ = ['EVAL_BATCH', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write', 'atomic_save',
-           'json_safe', 'atomic_write_json', 'hms', 'resolve_device', 'memory_format', 'canonical_name', 'lock_pins',
-           'installed_packages', 'environment', 'git_commit', 'versions']
+__all__ = ['EVAL_BATCH', 'PRECISIONS', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write',
+           'atomic_save', 'json_safe', 'atomic_write_json', 'hms', 'resolve_device', 'memory_format', 'cpu_flags',
+           'resolve_precision', 'canonical_name', 'lock_pins', 'installed_packages', 'environment', 'git_commit',
+           'versions']
 
 # %% ../nbs/00_core.ipynb #8d1a4eaa
 def is_int(v) -> bool:
@@ -81,6 +82,21 @@ EVAL_BATCH = 250  # images per evaluation batch
 def memory_format(device: torch.device) -> torch.memory_format:
     "The memory format models and batches use on `device`: channels_last (faster for these convnets on CPU and CUDA)."
     return torch.channels_last
+
+# %% ../nbs/00_core.ipynb #06daed12
+PRECISIONS = ('auto', 'fp32', 'bf16')
+
+def cpu_flags() -> set[str]:
+    "The CPU's feature flags (Linux's /proc/cpuinfo); empty where they cannot be read."
+    try: return set(next(l for l in open('/proc/cpuinfo') if l.startswith('flags')).split(':', 1)[1].split())
+    except (OSError, StopIteration): return set()
+
+def resolve_precision(precision: str, device: torch.device, flags: set | None = None) -> str:
+    "'auto' -> 'bf16' on CUDA and on CPUs with AMX-BF16 (`flags`: this CPU's), else 'fp32'; others as given."
+    if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if precision != 'auto': return precision
+    amx = 'amx_bf16' in (cpu_flags() if flags is None else flags)
+    return 'bf16' if device.type == 'cuda' or (device.type == 'cpu' and amx) else 'fp32'
 
 # %% ../nbs/00_core.ipynb #74319769
 LOCK_FILE = 'requirements.lock'

@@ -12,13 +12,13 @@ import pandas as pd
 import torch
 from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_completed, wait
 
-from .core import atomic_write_json, hms
+from .core import atomic_write_json, check_int, hms
 from .models import MODELS
 from .train import PROTOCOL_FIELDS, SCATTERING_FIELDS, TrainConfig, check_config, run_dir, run_id, read_record, takes, train
 
 # %% auto #0
-__all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cluster_spec', 'local_cluster',
-           'connect', 'SweepProgress', 'run_task', 'sweep', 'with_baseline', 'sweep_parser', 'main']
+__all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cpu_cores', 'cluster_spec',
+           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'sweep', 'with_baseline', 'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
 LEARNABLE_FIELDS = ('init', 'filter_lr')                      # only learnable filters take these
@@ -50,24 +50,31 @@ def grid(**axes) -> list[TrainConfig]:
 WORKER_CONFIG = {'distributed.nanny.pre-spawn-environ': {}}
 QUIET_WORKER = {'host': '127.0.0.1', 'silence_logs': logging.WARNING, 'dashboard': False}  # extra Nanny options go to the Worker
 
-def cluster_spec(n_gpus: int, runs_per_gpu: int = 1) -> dict:
-    "Worker specs for `SpecCluster`: one single-run worker on CPU, else one worker per GPU running `runs_per_gpu` runs."
-    if n_gpus == 0: return {'cpu': {'cls': Nanny, 'options': {'nthreads': 1, **QUIET_WORKER}}}
+def cpu_cores() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+def cluster_spec(n_gpus: int, runs_per_gpu: int = 1, cpu_runs: int | None = None) -> dict:
+    "Worker specs: on CPU `cpu_runs` single-run workers (default one per core), else one per GPU."
+    if n_gpus == 0:
+        n = cpu_cores() if cpu_runs is None else cpu_runs
+        check_int('cpu_runs', n, 1, 64)
+        env = {'WAVESCAT_THREADS': str(max(1, cpu_cores() // n))}  # the cores shared out, read by `train.cpu_threads`
+        return {f'cpu{i}': {'cls': Nanny, 'options': {'nthreads': 1, 'env': env, **QUIET_WORKER}} for i in range(n)}
     return {f'gpu{i}': {'cls': Nanny, 'options': {'nthreads': runs_per_gpu, 'env': {'CUDA_VISIBLE_DEVICES': str(i)}, **QUIET_WORKER}}
             for i in range(n_gpus)}
 
-def local_cluster(runs_per_gpu: int = 1, n_gpus: int | None = None) -> SpecCluster:
+def local_cluster(runs_per_gpu: int = 1, n_gpus: int | None = None, cpu_runs: int | None = None) -> SpecCluster:
     "The embedded cluster (loopback only, no dashboard) for this machine's devices."
     n_gpus = torch.cuda.device_count() if n_gpus is None else n_gpus
     scheduler = {'cls': Scheduler, 'options': {'host': '127.0.0.1', 'dashboard_address': '127.0.0.1:0'}}  # any free port
     with dask.config.set(WORKER_CONFIG):  # read when the nannies start, here
-        return SpecCluster(workers=cluster_spec(n_gpus, runs_per_gpu), scheduler=scheduler, silence_logs=logging.WARNING)
+        return SpecCluster(workers=cluster_spec(n_gpus, runs_per_gpu, cpu_runs), scheduler=scheduler,
+                           silence_logs=logging.WARNING)
 
-def connect(scheduler: str | None = None, runs_per_gpu: int = 1) -> tuple[Client, SpecCluster | None]:
+def connect(scheduler: str | None = None, runs_per_gpu: int = 1, cpu_runs: int | None = None) -> tuple[Client, SpecCluster | None]:
     "A client of the cluster at `scheduler` (else `$WAVESCAT_SCHEDULER`), or of a new embedded one (returned to be closed)."
     address = scheduler or os.environ.get('WAVESCAT_SCHEDULER')
     if address: return Client(address, timeout='30s'), None
-    cluster = local_cluster(runs_per_gpu)
+    cluster = local_cluster(runs_per_gpu, cpu_runs=cpu_runs)
     return Client(cluster), cluster
 
 # %% ../nbs/06_sweep.ipynb #ff0d3dc6
@@ -106,7 +113,7 @@ def _keep_record(cfg: TrainConfig, record: dict):
     if not f.exists(): atomic_write_json(record, f)
 
 def sweep(configs, client: Client | None = None, scheduler: str | None = None, runs_per_gpu: int = 1,
-          progress_every: float = 60.0, run_progress_every: float = 60.0) -> pd.DataFrame:
+          progress_every: float = 60.0, run_progress_every: float = 60.0, cpu_runs: int | None = None) -> pd.DataFrame:
     "Run every `TrainConfig` in `configs` as a Dask task (finished ones are read); one row per run, failures included."
     configs = list({run_id(c): c for c in configs}.values())
     todo, rows = [], {}
@@ -117,7 +124,7 @@ def sweep(configs, client: Client | None = None, scheduler: str | None = None, r
     progress = SweepProgress(len(configs), len(rows), progress_every)
     if todo:
         owned = None
-        if client is None: client, owned = connect(scheduler, runs_per_gpu)
+        if client is None: client, owned = connect(scheduler, runs_per_gpu, cpu_runs)
         try: _run_all(client, todo, rows, progress, run_progress_every)
         finally:
             if owned is not None: client.close(); owned.close()
@@ -174,6 +181,8 @@ def sweep_parser() -> argparse.ArgumentParser:
                        + ('from --protocol' if f.name in PROTOCOL_FIELDS else repr(f.default)) + ')')
     p.add_argument('--scheduler', help='address of a running Dask scheduler (default $WAVESCAT_SCHEDULER, else an embedded cluster)')
     p.add_argument('--runs-per-gpu', type=int, default=1, help='runs at a time on each GPU of the embedded cluster (default 1)')
+    p.add_argument('--cpu-runs', type=int, default=None,
+                   help='runs at a time on a CPU-only machine, sharing its cores (default one per core)')
     p.add_argument('--progress-every', type=float, default=60.0, help='seconds between progress lines (default 60)')
     p.add_argument('--dry-run', action='store_true', help='list the runs and which are finished, then stop')
     return p
@@ -187,7 +196,8 @@ def main(argv=None) -> pd.DataFrame:
     if a['dry_run']:
         res = pd.DataFrame([dict(run_id=run_id(c), status='earlier' if read_record(run_dir(c)) else 'to run') for c in configs])
         print(res.to_string(index=False)); return res
-    res = sweep(configs, scheduler=a['scheduler'], runs_per_gpu=a['runs_per_gpu'], progress_every=a['progress_every'])
+    res = sweep(configs, scheduler=a['scheduler'], runs_per_gpu=a['runs_per_gpu'], progress_every=a['progress_every'],
+                cpu_runs=a['cpu_runs'])
     with pd.option_context('display.max_colwidth', 80): print(res[cols].to_string(index=False))
     if (res.status == 'failed').any(): sys.exit(1)
     return res

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import EVAL_BATCH, atomic_save, atomic_write_json, hms, is_int, json_safe, memory_format, project_root, resolve_device, versions
+from .core import (EVAL_BATCH, PRECISIONS, atomic_save, atomic_write_json, hms, is_int, json_safe, memory_format,
+                           project_root, resolve_device, resolve_precision, versions)
 from .data import AUGMENTS, DATASETS, Batches, ImageSet, content_hash, data_name, indices_hash, load_dataset, subsample
 from .models import MODELS, NORMS, get_model
 from .scattering import Scattering
@@ -20,12 +21,12 @@ from .scattering import Scattering
 # %% auto #0
 __all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TRAINABLE', 'SCATTERING_FIELDS', 'CONFIG_RULES', 'NOT_IN_ID',
            'CHECKPOINT_KEYS', 'param', 'takes', 'TrainConfig', 'check_field', 'check_combination', 'check_config',
-           'config_table', 'run_id', 'default_out_dir', 'run_dir', 'setup_torch', 'autocast', 'evaluate', 'predict',
-           'param_groups', 'make_optimizer', 'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError',
-           'DataMismatchError', 'check_writable', 'run_lock', 'remove_leftovers', 'test_images', 'RunData',
-           'prepare_data', 'check_same_data', 'finished_record', 'model_kwargs', 'build', 'save_checkpoint',
-           'load_checkpoint', 'resume', 'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'make_record',
-           'finish', 'train', 'load_run_model']
+           'config_table', 'run_id', 'run_precision', 'default_out_dir', 'run_dir', 'setup_torch', 'cpu_threads',
+           'autocast', 'evaluate', 'predict', 'param_groups', 'make_optimizer', 'CorruptRunFileError', 'read_record',
+           'Progress', 'RunLockedError', 'DataMismatchError', 'check_writable', 'run_lock', 'remove_leftovers',
+           'test_images', 'RunData', 'prepare_data', 'check_same_data', 'finished_record', 'model_kwargs', 'build',
+           'save_checkpoint', 'load_checkpoint', 'resume', 'train_epoch', 'run_epoch', 'learnable_filters',
+           'final_metrics', 'make_record', 'finish', 'train', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #6a1387e9
 PROTOCOLS = {
@@ -39,9 +40,10 @@ PROTOCOL_FIELDS = tuple(PROTOCOLS['study'])  # what a protocol sets; an explicit
 SCHEDULES = ('cosine', 'onecycle', 'plateau', 'constant')
 
 # %% ../nbs/03_train.ipynb #0b6677c4
-def param(default, doc: str, valid: str, ok, in_id='always'):
-    "A `TrainConfig` field: default, one-line doc, valid values in words and as a test, and when it enters the run id."
-    return field(default=default, metadata=dict(doc=doc, valid=valid, ok=ok, in_id=in_id))
+def param(default, doc: str, valid: str, ok, in_id='always', id_default=dataclasses.MISSING):
+    "A `TrainConfig` field: default, doc, valid values (words and test), when it enters the run id."
+    id_default = default if id_default is dataclasses.MISSING else id_default  # 'unless default': left out at this value
+    return field(default=default, metadata=dict(doc=doc, valid=valid, ok=ok, in_id=in_id, id_default=id_default))
 
 def _num(v, lo, hi): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and lo <= v <= hi
 def _int(lo, hi=None): return lambda v: is_int(v) and lo <= v and (hi is None or v <= hi)
@@ -97,6 +99,8 @@ class TrainConfig:
                             _int(0), 'never')
     checkpoint_every: int = param(5, 'epochs between checkpoints (the last epoch always saves)', 'an int >= 1', _int(1), 'never')
     deterministic: bool = param(False, 'bit-for-bit repeatable kernels (slower on CUDA)', 'True or False', _bool)
+    precision: str = param('auto', "autocast: 'auto' is bf16 on CUDA and on CPUs with AMX-BF16, else fp32",
+                           f'one of {PRECISIONS}', lambda v: v in PRECISIONS, 'unless default', id_default='fp32')
     device: str = param('auto', "'auto': CUDA when present, else CPU", "'auto', 'cpu', 'cuda' or 'cuda:N'", _device, 'never')
     data_root: str | None = param(None, 'the data folder; None: $WAVESCAT_DATA (CIFAR-10), $WAVESCAT_TINYIMAGENET, or data/',
                                   'None or a non-empty path', _path, 'never')
@@ -154,11 +158,16 @@ def config_table() -> str:
 # %% ../nbs/03_train.ipynb #74dde769
 def run_id(cfg: TrainConfig) -> str:
     "'{model}[-L{L}]-n{n_per_class}-s{seed}-{hash of the result-affecting parameters}'."
-    key = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata['in_id'] == 'always'
-           or (f.metadata['in_id'] == 'unless default' and getattr(cfg, f.name) != f.default)}
+    value = lambda f: run_precision(cfg) if f.name == 'precision' else getattr(cfg, f.name)  # what the run does
+    key = {f.name: value(f) for f in dataclasses.fields(cfg) if f.metadata['in_id'] == 'always'
+           or (f.metadata['in_id'] == 'unless default' and value(f) != f.metadata['id_default'])}
     h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     L = f'-L{cfg.L}' if cfg.L is not None else ''
     return f'{cfg.model}{L}-n{cfg.n_per_class}-s{cfg.seed}-{h}'
+
+def run_precision(cfg: TrainConfig) -> str:
+    "The precision the run `cfg` trains in: `precision` resolved for its device."
+    return resolve_precision(cfg.precision, resolve_device(cfg.device))
 
 def default_out_dir() -> Path:
     root = project_root()
@@ -172,8 +181,7 @@ def run_dir(cfg: TrainConfig) -> Path:
 def setup_torch(device: torch.device, seed: int, deterministic: bool = False):
     "Seed torch, choose kernels and threads for `device`."
     torch.manual_seed(seed)
-    if device.type == 'cpu':
-        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1))
+    if device.type == 'cpu': torch.set_num_threads(cpu_threads())
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -181,29 +189,38 @@ def setup_torch(device: torch.device, seed: int, deterministic: bool = False):
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-def autocast(device: torch.device):
-    "bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 on most CPUs)."
-    return torch.autocast('cuda', dtype=torch.bfloat16) if device.type == 'cuda' else torch.autocast('cpu', enabled=False)
+def cpu_threads() -> int:
+    "Threads for a CPU run: `$WAVESCAT_THREADS` (set by the sweep's workers), else one per available core."
+    if (n := os.environ.get('WAVESCAT_THREADS')): return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+def autocast(device: torch.device, precision: str = 'fp32'):
+    "bf16 autocast on `device` when `precision` is 'bf16' (resolved), else a no-op."
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
 
 # %% ../nbs/03_train.ipynb #2f1a2d92
 @torch.inference_mode()
-def evaluate(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std']) -> tuple[float, float]:
+def evaluate(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std'],
+             precision='fp32') -> tuple[float, float]:
     "(mean cross-entropy, accuracy in percent) of `model` on `ds` (normalised by `mean`, `std`); NaNs for an empty set."
     if len(ds) == 0: return float('nan'), float('nan')
     model.eval()
     loss, correct = 0.0, 0
     for xb, yb in Batches(ds, batch_size, device=device, mean=mean, std=std):
-        with autocast(device): out = model(xb.contiguous(memory_format=memory_format(device)))
+        with autocast(device, precision): out = model(xb.contiguous(memory_format=memory_format(device)))
         loss += F.cross_entropy(out.float(), yb, reduction='sum').item()
         correct += (out.argmax(1) == yb).sum().item()
     return loss / len(ds), 100.0 * correct / len(ds)
 
 # %% ../nbs/03_train.ipynb #dce2af4c
 @torch.inference_mode()
-def predict(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std']) -> torch.Tensor:
+def predict(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std'],
+            precision='fp32') -> torch.Tensor:
     "The predicted class of each image of `ds` (int64, on the CPU)."
     model.eval()
-    out = [model(xb.contiguous(memory_format=memory_format(device))).argmax(1).cpu() for xb, _ in Batches(ds, batch_size, device=device, mean=mean, std=std)]
+    with autocast(device, precision):
+        out = [model(xb.contiguous(memory_format=memory_format(device))).argmax(1).cpu()
+               for xb, _ in Batches(ds, batch_size, device=device, mean=mean, std=std)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 # %% ../nbs/03_train.ipynb #9b389f9d
@@ -417,7 +434,7 @@ def train_epoch(model, batches, opt, sched, cfg: TrainConfig, device, progress: 
     loss_sum = torch.zeros((), device=device); correct = torch.zeros((), device=device, dtype=torch.long); n = 0
     t0 = time.time()
     for i, (xb, yb) in enumerate(batches, 1):
-        with autocast(device):
+        with autocast(device, cfg.precision):
             out = model(xb.contiguous(memory_format=memory_format(device)))
             loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -435,9 +452,9 @@ def run_epoch(model, batches, opt, sched, cfg: TrainConfig, data: RunData, devic
     h = dict(epoch=epoch + 1, lr=opt.param_groups[0]['lr'])
     h.update(train_epoch(model, batches, opt, sched, cfg, device, progress, epoch))
     due = cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0
-    if len(data.val) and (due or cfg.schedule == 'plateau'): h['val_loss'], h['val_acc'] = evaluate(model, data.val, device, **data.norm)
+    if len(data.val) and (due or cfg.schedule == 'plateau'): h['val_loss'], h['val_acc'] = evaluate(model, data.val, device, **data.norm, precision=cfg.precision)
     if cfg.schedule == 'plateau': sched.step(h.get('val_loss', h['train_loss']))
-    if due and cfg.evaluate_test: h['test_loss'], h['test_acc'] = evaluate(model, data.test, device, **data.norm)
+    if due and cfg.evaluate_test: h['test_loss'], h['test_acc'] = evaluate(model, data.test, device, **data.norm, precision=cfg.precision)
     return h
 
 # %% ../nbs/03_train.ipynb #6126a629
@@ -450,9 +467,9 @@ def learnable_filters(model) -> dict | None:
 def final_metrics(model, data: RunData, cfg: TrainConfig, device, history: list) -> dict:
     "Accuracies (percent) and mean cross-entropies on test (when `evaluate_test`), validation and the training subset."
     m = dict(unit='accuracies in percent, losses as mean cross-entropy')
-    if cfg.evaluate_test: m['test_loss'], m['test_acc'] = evaluate(model, data.test, device, **data.norm)
-    m['val_loss'], m['val_acc'] = evaluate(model, data.val, device, **data.norm)
-    m['train_loss'], m['train_acc'] = evaluate(model, data.train, device, **data.norm)
+    if cfg.evaluate_test: m['test_loss'], m['test_acc'] = evaluate(model, data.test, device, **data.norm, precision=cfg.precision)
+    m['val_loss'], m['val_acc'] = evaluate(model, data.val, device, **data.norm, precision=cfg.precision)
+    m['train_loss'], m['train_acc'] = evaluate(model, data.train, device, **data.norm, precision=cfg.precision)
     m['final_epoch_train_loss'] = history[-1]['train_loss']
     return m
 
@@ -480,6 +497,7 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     "Train one run (`cfg`, or `TrainConfig` fields as keywords); returns its record (the existing one if finished)."
     if cfg is not None and params: raise ValueError(f'train takes a TrainConfig or its fields as keywords, not both: got cfg and {sorted(params)}')
     cfg = check_config(**(asdict(cfg) if cfg is not None else params))  # checked again: a config may have been edited
+    cfg = dataclasses.replace(cfg, precision=run_precision(cfg))  # the record says what ran: 'fp32' or 'bf16'
     rid, folder, device = run_id(cfg), run_dir(cfg), resolve_device(cfg.device)
     check_writable(folder.parent)
     data = prepare_data(cfg)
