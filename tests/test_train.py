@@ -17,7 +17,11 @@ def _strip_times(rec):
     for k in ('time_s', 'images_per_s', 'finished', 'params'): rec.pop(k)
     return rec
 
-def test_interrupted_run_resumes_to_the_same_record(tiny, tmp_path):
+STRONG_PARTS = dict(ema=0.5, augment='trivial', tta='flip', precision='bf16')  # their state and draws resume too
+
+@pytest.mark.parametrize('extra', [{}, STRONG_PARTS], ids=['plain', 'ema-trivial-flip-bf16'])
+def test_interrupted_run_resumes_to_the_same_record(tiny, tmp_path, extra):
+    tiny = {**tiny, **extra}
     full = train(out_dir=str(tmp_path / 'a'), **tiny)
 
     def stop_after_2(h):
@@ -30,6 +34,8 @@ def test_interrupted_run_resumes_to_the_same_record(tiny, tmp_path):
     resumed = train(out_dir=str(tmp_path / 'b'), **tiny)
     assert _strip_times(resumed) == _strip_times(full)
     assert not (folder / 'checkpoint.pt').exists()
+    w_full, w_resumed = (torch.load(d / full['run_id'] / 'model.pt') for d in (tmp_path / 'a', tmp_path / 'b'))
+    assert all(torch.equal(w_full[k], w_resumed[k]) for k in w_full)  # bit for bit
 
 def test_finished_run_is_never_overwritten(tiny, tmp_path):
     rec = train(out_dir=str(tmp_path), **tiny)
@@ -242,9 +248,11 @@ def test_files_get_the_umask_mode(tiny, tmp_path):
         assert f.stat().st_mode & 0o777 == 0o644, f
 
 def test_fast_protocol_is_the_committed_choice():
-    "PROTOCOLS['fast'] is what nbs/protocol.ipynb chose on validation data (outputs/protocol.json); before that choice there is no 'fast'."
+    "PROTOCOLS['fast'] is what nbs/protocol.ipynb chose on validation data (outputs/protocol.json); fields added later are off."
+    import dataclasses
     from pathlib import Path
-    from wavescat.train import PROTOCOLS
-    f = Path(__file__).resolve().parents[1] / 'outputs' / 'protocol.json'
-    if f.exists(): assert PROTOCOLS.get('fast') == json.loads(f.read_text())['fast']
-    else: assert 'fast' not in PROTOCOLS
+    from wavescat.train import PROTOCOLS, TrainConfig
+    chosen = json.loads((Path(__file__).resolve().parents[1] / 'outputs' / 'protocol.json').read_text())['fast']
+    off = {f.name: f.metadata['id_default'] for f in dataclasses.fields(TrainConfig) if f.name in set(PROTOCOLS['fast']) - set(chosen)}
+    assert set(off) == {'ema', 'tta'} and off == {'ema': 0.0, 'tta': 'none'}
+    assert PROTOCOLS['fast'] == {**chosen, **off}

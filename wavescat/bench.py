@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
-from .core import EVAL_BATCH, atomic_write, check_int, memory_format, resolve_device, versions
+from .core import EVAL_BATCH, atomic_write, check_int, memory_format, resolve_device, resolve_precision, versions
 from .data import ImageSet, Batches, CIFAR10_CLASSES
 from .scattering import Scattering
 from .models import get_model
+from .train import autocast
 
 # %% auto #0
-__all__ = ['SCATTERING_CONFIGS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn', 'bench_train_step',
-           'bench_paths', 'bench_iterator', 'machine_info', 'run_bench', 'format_table', 'main']
+__all__ = ['SCATTERING_CONFIGS', 'BENCH_MODELS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn',
+           'bench_train_step', 'bench_paths', 'bench_precision', 'bench_iterator', 'machine_info', 'run_bench',
+           'format_table', 'main']
 
 # %% ../nbs/05_bench.ipynb #db9d27e8
 def sync(device: torch.device):
@@ -70,11 +72,12 @@ def bench_scattering(configs=SCATTERING_CONFIGS, batch: int = 128, size: int = 3
     return rows
 
 # %% ../nbs/05_bench.ipynb #7a2d4997
-def train_step_fn(model, x, y):
+def train_step_fn(model, x, y, precision='fp32'):
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     def step():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast(x.device, precision): loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
         opt.step()
     return step
 
@@ -123,18 +126,48 @@ def bench_paths(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: int = 1
         rows.append(row)
     return rows
 
+# %% ../nbs/05_bench.ipynb #ea135edd
+BENCH_MODELS = (('resnet18', {}), ('scat_v1', {'L': 4}), ('scat_v1', {'L': 8}))
+
+def _eval_at(model, x, batch, precision):
+    def f():
+        with torch.inference_mode(), autocast(x.device, precision):
+            for xb in x.split(batch): model(xb)
+    return f
+
+def bench_precision(models=BENCH_MODELS, batch: int = 32, n_eval: int = 1000, device='auto', rounds: int = 5,
+                    warmup: int = 1) -> list[dict]:
+    "Training and evaluation images/s of each model in fp32 and bf16, and the bf16 speed-ups."
+    device = resolve_device(device); fmt = memory_format(device)
+    torch.manual_seed(0)
+    x, y = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,), device=device)
+    xe = torch.randn(n_eval, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    rows = []
+    for name, kw in models:
+        nets = {p: get_model(name, **kw).to(device, memory_format=fmt) for p in ('fp32', 'bf16')}
+        t = interleaved({f'train_{p}': train_step_fn(m.train(), x, y, p) for p, m in nets.items()}, device, rounds, warmup)
+        t |= interleaved({f'eval_{p}': _eval_at(m.eval(), xe, EVAL_BATCH, p) for p, m in nets.items()}, device, rounds, warmup)
+        row = dict(model=name + ''.join(f' {k}={v}' for k, v in kw.items()), batch=batch, auto=resolve_precision('auto', device))
+        for k, n in (('train', batch), ('eval', n_eval)):
+            for p in nets: row[f'{k}_{p}_images_per_s'] = 1000 * n / median_ms(t[f'{k}_{p}'])
+            row[f'{k}_bf16_speedup'] = row[f'{k}_bf16_images_per_s'] / row[f'{k}_fp32_images_per_s']
+        rows.append(row)
+    return rows
+
 # %% ../nbs/05_bench.ipynb #a9bc61a0
-def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', rounds: int = 3, warmup: int = 1) -> dict:
+def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', rounds: int = 3, warmup: int = 1,
+                   augment: str = 'basic') -> dict:
     "Images per second of one augmented, shuffled epoch of `Batches` over `n_images` random 32x32 images."
     device = resolve_device(device)
     g = torch.Generator().manual_seed(0)
     ds = ImageSet(torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=g),
                   torch.randint(0, 10, (n_images,), generator=g), CIFAR10_CLASSES, 'random')
-    batches = Batches(ds, batch, shuffle=True, augment='basic', device=device)
+    batches = Batches(ds, batch, shuffle=True, augment=augment, device=device)
     def epoch():
         for xb, yb in batches: pass
     t = interleaved({'epoch': epoch}, device, rounds, warmup)
-    return dict(images=n_images, batch=batch, epoch_ms=median_ms(t['epoch']), images_per_s=1000 * n_images / median_ms(t['epoch']))
+    return dict(images=n_images, batch=batch, augment=augment, epoch_ms=median_ms(t['epoch']),
+                images_per_s=1000 * n_images / median_ms(t['epoch']))
 
 # %% ../nbs/05_bench.ipynb #e38cb22b
 def machine_info(device: torch.device) -> dict:
@@ -155,7 +188,11 @@ def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
                scattering=bench_scattering(batch=8 if quick else 128, device=device, rounds=r, warmup=w),
                train_step=bench_train_step(batch=8 if quick else 128, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
                paths=bench_paths(batch=8 if quick else 128, n_eval=16 if quick else 1000, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
-               iterator=bench_iterator(n_images=1024 if quick else 50_000, device=device, rounds=1 if quick else 3, warmup=1))
+               iterator=bench_iterator(n_images=1024 if quick else 50_000, device=device, rounds=1 if quick else 3, warmup=1),
+               precision=bench_precision(batch=4 if quick else 32, n_eval=8 if quick else 1000, device=device,
+                                         rounds=r if quick else max(3, r - 2), warmup=1),
+               iterator_strong=bench_iterator(n_images=256 if quick else 10_000, batch=32, device=device,
+                                              rounds=1 if quick else 3, warmup=1, augment='trivial'))
     out['seconds'] = time.time() - t0
     return out
 
@@ -176,6 +213,17 @@ def format_table(res: dict) -> str:
     lines += ['', f"A training step (forward, backward, SGD update, batch {b['batch']}): ResNet18 {b['step_ms'] / 1000:.2f} s, "
               f"ScatResNet18 v1 (L=4) {s['step_ms'] / 1000:.2f} s, ratio **{s['ratio']:.2f}**. The augmenting iterator delivers "
               f"{it['images_per_s']:,.0f} images/s."]
+    if 'precision' in res:  # results from before these measurements existed lack them
+        lines += ['', f"| images/s | training (batch {res['precision'][0]['batch']}), fp32 / bf16 | speed-up "
+                  f"| evaluation, fp32 / bf16 | speed-up |", '|---|---|---|---|---|']
+        lines += [f"| {r['model']} | {r['train_fp32_images_per_s']:.0f} / {r['train_bf16_images_per_s']:.0f} | **{r['train_bf16_speedup']:.2f}x** "
+                  f"| {r['eval_fp32_images_per_s']:.0f} / {r['eval_bf16_images_per_s']:.0f} | **{r['eval_bf16_speedup']:.2f}x** |"
+                  for r in res['precision']]
+        st, base = res['iterator_strong'], res['precision'][0]
+        batch_ms, step_ms = 1000 * st['batch'] / st['images_per_s'], 1000 * base['batch'] / base['train_bf16_images_per_s']
+        lines += ['', f"`precision='auto'` takes {base['auto']} here. The strong augmentation ('trivial') delivers "
+                  f"{st['images_per_s']:,.0f} images/s at batch {st['batch']}: {batch_ms:.1f} ms a batch, "
+                  f"{100 * batch_ms / step_ms:.1f} % of a bf16 ResNet18 training step ({step_ms:.0f} ms)."]
     if 'paths' in res:  # results from before this measurement existed lack it
         lines += ['', '| images/s | training, eager / chosen | speed-up | evaluation, eager / chosen | speed-up |', '|---|---|---|---|---|']
         lines += [f"| {r['model']} | {r['train_eager_images_per_s']:.0f} / {r['train_chosen_images_per_s']:.0f} | **{r['train_speedup']:.2f}x** "

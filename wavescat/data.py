@@ -16,6 +16,7 @@ import torchvision
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
+from .augment import trivial_augment, trivial_draws
 from .core import atomic_save, check_int, project_root, resolve_device
 
 # %% auto #0
@@ -28,7 +29,7 @@ __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGE_EXTS', 'LAYO
            'download_tinyimagenet', 'load_tinyimagenet', 'make_fake_tinyimagenet', 'load_dataset', 'read_biomass_table',
            'load_biomass', 'make_fake_biomass', 'splitmix64', 'class_orders', 'subsample', 'indices_hash',
            'content_hash', 'data_name', 'crop_flip', 'shift_scale_rotate', 'cutout', 'era_draws', 'era_augment',
-           'Batches']
+           'trivial_cutout_draws', 'Batches']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -516,7 +517,7 @@ def cutout(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int =
     return x.masked_fill(hole, fill)
 
 # %% ../nbs/00_data.ipynb #314e1872
-AUGMENTS = ('none', 'basic', 'era')
+AUGMENTS = ('none', 'basic', 'era', 'trivial')
 
 def era_draws(n: int, generator: torch.Generator, size: int = 32, cut: int = 16) -> dict:
     "Per-image parameters of the `era` augmentation: each transform on half the images (p = 0.5), Albumentations' default ranges."
@@ -533,6 +534,13 @@ def era_augment(x: torch.Tensor, d: dict, cut: int = 16) -> torch.Tensor:
     x = shift_scale_rotate(x, d['angle'], d['scale'], d['shift'])
     out = cutout(x, d['tops'], d['lefts'], cut)
     return torch.where(d['cut'][:, None, None, None], out, x)
+
+# %% ../nbs/00_data.ipynb #504492c1
+def trivial_cutout_draws(n: int, generator: torch.Generator, size: int = 32, cut: int = 16) -> dict:
+    "Per image: TrivialAugmentWide's op and magnitude, and the top-left corner of a cutout centred anywhere."
+    d = trivial_draws(n, generator)
+    centre = torch.randint(0, size, (n, 2), generator=generator)
+    return dict(**d, tops=centre[:, 0] - cut // 2, lefts=centre[:, 1] - cut // 2)
 
 # %% ../nbs/00_data.ipynb #1bc02591
 class Batches:
@@ -568,11 +576,14 @@ class Batches:
         g = torch.Generator().manual_seed(int(splitmix64(np.uint64(self.seed) * np.uint64(1_000_003) + np.uint64(self.epoch))) >> 1)
         perm, shifts, flips = (t.to(self.device, non_blocking=True) for t in self._draws(n, g))
         era = {k: v.to(self.device) for k, v in era_draws(n, g).items()} if self.augment == 'era' else None
+        tri = trivial_cutout_draws(n, g) if self.augment == 'trivial' else None  # on the CPU
         self.epoch += 1
         for i in range(len(self)):
             idx = perm[i * self.bs:(i + 1) * self.bs]
             xb = self.x[idx]
-            if self.augment == 'basic': xb = crop_flip(xb, shifts[idx], flips[idx], self.pad, self.pad_mode)
+            if self.augment in ('basic', 'trivial'): xb = crop_flip(xb, shifts[idx], flips[idx], self.pad, self.pad_mode)
+            if tri is not None: d = {k: v[idx.cpu()] for k, v in tri.items()}; xb = trivial_augment(xb, d)
             xb = (xb.to(self.dtype) - self.mean) / self.std
             if era is not None: xb = era_augment(xb, {k: v[idx] for k, v in era.items()})
+            if tri is not None: xb = cutout(xb, d['tops'].to(self.device), d['lefts'].to(self.device))
             yield xb, self.y[idx]

@@ -23,10 +23,10 @@ from .scattering import plot_morlet_filters
 __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS',
            'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
-           'paired_difference', 'verdict', 'choose_on_validation', 'clipped_errors', 'load_records', 'protocol_label',
-           'model_label', 'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline',
-           'protocol_text', 'run_time_text', 'published_verdicts', 'results_markdown', 'comparison',
-           'comparisons_markdown', 'features_markdown']
+           'paired_difference', 'verdict', 'choose_on_validation', 'clipped_errors', 'load_records', 'usual_precision',
+           'record_precision', 'protocol_label', 'model_label', 'study_tables', 'plot_learning_curves',
+           'published_200_epochs', 'headline', 'plot_headline', 'protocol_text', 'run_time_text', 'published_verdicts',
+           'results_markdown', 'comparison', 'comparisons_markdown', 'features_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -241,7 +241,8 @@ PUBLISHED = {
 # %% ../nbs/04_experiments.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
     d = r.get('data', {})
-    return {**r['params'], 'protocol': protocol_label(r['params']), **{k: v for k, v in r['metrics'].items() if k != 'unit'},
+    params = {**r['params'], 'precision': record_precision(r)}
+    return {**params, 'protocol': protocol_label(params, r['device']), **{k: v for k, v in r['metrics'].items() if k != 'unit'},
             'dataset': data_name(d['source']) if d.get('source') else 'unrecorded',  # older records: an absolute path
             'dataset_hash': d['dataset_hash'][:8] if d.get('dataset_hash') else 'unrecorded', 'n_test': d.get('n_test'),
             'run_id': r['run_id'], 'time_s': r['time_s'], 'images_per_s': r['images_per_s'],
@@ -258,11 +259,21 @@ def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
 
 _NAMED = ('model', 'L', 'n_per_class', 'seed', 'epochs')  # shown in their own columns
 
-def protocol_label(params: dict) -> str:
-    "The run's protocol, then its parameters that differ from the protocol's (not model, L, subset, seed, epochs, nor those outside the id)."
+def usual_precision(device: str) -> str:
+    "The precision every run on `device` had before `precision` existed: bf16 autocast on CUDA, fp32 elsewhere."
+    return 'bf16' if str(device).startswith('cuda') else 'fp32'
+
+def record_precision(r: dict) -> str:
+    "The precision a record's run trained in (its params', else its device's usual one)."
+    return r['params'].get('precision') or usual_precision(r.get('device', 'cpu'))
+
+def protocol_label(params: dict, device: str = 'cpu') -> str:
+    "The run's protocol, then its result-changing parameters that differ from it (precision: from the device's usual)."
     name = params.get('protocol', 'study')
     default = asdict(TrainConfig(protocol=name if name in PROTOCOLS else 'study'))
-    diff = [f'{k}={v}' for k, v in params.items() if k in default and k not in _NAMED + NOT_IN_ID and v != default[k]]
+    diff = [f'{k}={v}' for k, v in params.items()
+            if k in default and k not in _NAMED + NOT_IN_ID + ('precision',) and v != default[k]]
+    if params.get('precision', 'auto') not in ('auto', usual_precision(device)): diff.append(f"precision={params['precision']}")
     return ', '.join([name, *diff])
 
 def model_label(model, L=None) -> str:

@@ -19,25 +19,27 @@ from .models import MODELS, NORMS, get_model
 from .scattering import Scattering
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TRAINABLE', 'SCATTERING_FIELDS', 'CONFIG_RULES', 'NOT_IN_ID',
+__all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TTAS', 'TRAINABLE', 'SCATTERING_FIELDS', 'CONFIG_RULES', 'NOT_IN_ID',
            'CHECKPOINT_KEYS', 'param', 'takes', 'TrainConfig', 'check_field', 'check_combination', 'check_config',
            'config_table', 'run_id', 'run_precision', 'default_out_dir', 'run_dir', 'setup_torch', 'cpu_threads',
-           'autocast', 'evaluate', 'predict', 'param_groups', 'make_optimizer', 'CorruptRunFileError', 'read_record',
-           'Progress', 'RunLockedError', 'DataMismatchError', 'check_writable', 'run_lock', 'remove_leftovers',
-           'test_images', 'RunData', 'prepare_data', 'check_same_data', 'finished_record', 'model_kwargs', 'build',
-           'save_checkpoint', 'load_checkpoint', 'resume', 'train_epoch', 'run_epoch', 'learnable_filters',
-           'final_metrics', 'make_record', 'finish', 'train', 'load_run_model']
+           'autocast', 'scores', 'evaluate', 'predict', 'param_groups', 'make_optimizer', 'make_ema',
+           'averaged_network', 'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError', 'DataMismatchError',
+           'check_writable', 'run_lock', 'remove_leftovers', 'test_images', 'RunData', 'prepare_data',
+           'check_same_data', 'finished_record', 'model_kwargs', 'build', 'save_checkpoint', 'load_checkpoint',
+           'resume', 'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'validation_variants',
+           'make_record', 'finish', 'train', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #6a1387e9
 PROTOCOLS = {
     'study': dict(epochs=200, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule='cosine',
-                  label_smoothing=0.0, augment='basic'),
+                  label_smoothing=0.0, augment='basic', ema=0.0, tta='none'),
     # chosen by nbs/protocol.ipynb: best mean validation accuracy of the baseline (49.3 % over 3 seeds, 100/class)
     'fast': dict(epochs=40, batch_size=32, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule='onecycle',
-                 label_smoothing=0.1, augment='basic'),
+                 label_smoothing=0.1, augment='basic', ema=0.0, tta='none'),
 }
 PROTOCOL_FIELDS = tuple(PROTOCOLS['study'])  # what a protocol sets; an explicit value overrides it
 SCHEDULES = ('cosine', 'onecycle', 'plateau', 'constant')
+TTAS = ('none', 'flip')
 
 # %% ../nbs/03_train.ipynb #0b6677c4
 def param(default, doc: str, valid: str, ok, in_id='always', id_default=dataclasses.MISSING):
@@ -87,8 +89,12 @@ class TrainConfig:
     schedule: str | None = param(None, 'per-step cosine to 0, one-cycle (warm-up then down), ReduceLROnPlateau (per epoch), constant',
                                  f'one of {SCHEDULES}', lambda v: v in SCHEDULES)
     label_smoothing: float | None = param(None, 'label smoothing of the cross-entropy', 'a number in [0, 1)', lambda v: _num(v, 0, 1) and v < 1)
-    augment: str | None = param(None, "'basic': random crop and flip; 'era': flip, shift-scale-rotate, cutout", f'one of {AUGMENTS}',
-                                lambda v: v in AUGMENTS)
+    augment: str | None = param(None, "'basic': random crop and flip; 'era': flip, shift-scale-rotate, cutout; 'trivial': "
+                                "crop, flip, TrivialAugmentWide, cutout", f'one of {AUGMENTS}', lambda v: v in AUGMENTS)
+    ema: float | None = param(None, 'decay per step of a moving average of the weights, which is evaluated instead; 0: none',
+                              'a number in [0, 1)', lambda v: _num(v, 0, 1) and v < 1, 'unless default', id_default=0.0)
+    tta: str | None = param(None, "test-time augmentation: 'none', or 'flip' (mean softmax of the image and its mirror)",
+                            f'one of {TTAS}', lambda v: v in TTAS, 'unless default', id_default='none')
     pad_mode: str = param('zeros', "padding of the random crop: 'zeros' (torchvision's default) or 'reflect'", "'zeros' or 'reflect'",
                           lambda v: v in ('zeros', 'reflect'))
     test_subset: int = param(0, '0: the full test set, else this many class-balanced test images',
@@ -199,28 +205,35 @@ def autocast(device: torch.device, precision: str = 'fp32'):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
 
 # %% ../nbs/03_train.ipynb #2f1a2d92
+def scores(model, xb, device, precision='fp32', tta='none') -> torch.Tensor:
+    "Float32 class scores of a batch: the logits, or (tta='flip') the log of the mean softmax of it and its mirror."
+    fmt = memory_format(device)
+    with autocast(device, precision):
+        out = model(xb.contiguous(memory_format=fmt)).float()
+        if tta == 'none': return out
+        mirrored = model(xb.flip(3).contiguous(memory_format=fmt)).float()
+    return torch.logaddexp(out.log_softmax(1), mirrored.log_softmax(1)) - math.log(2)
+
 @torch.inference_mode()
 def evaluate(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std'],
-             precision='fp32') -> tuple[float, float]:
+             precision='fp32', tta='none') -> tuple[float, float]:
     "(mean cross-entropy, accuracy in percent) of `model` on `ds` (normalised by `mean`, `std`); NaNs for an empty set."
     if len(ds) == 0: return float('nan'), float('nan')
     model.eval()
     loss, correct = 0.0, 0
     for xb, yb in Batches(ds, batch_size, device=device, mean=mean, std=std):
-        with autocast(device, precision): out = model(xb.contiguous(memory_format=memory_format(device)))
-        loss += F.cross_entropy(out.float(), yb, reduction='sum').item()
+        out = scores(model, xb, device, precision, tta)
+        loss += F.cross_entropy(out, yb, reduction='sum').item()
         correct += (out.argmax(1) == yb).sum().item()
     return loss / len(ds), 100.0 * correct / len(ds)
 
 # %% ../nbs/03_train.ipynb #dce2af4c
 @torch.inference_mode()
 def predict(model, ds: ImageSet, device, batch_size=EVAL_BATCH, mean=DATASETS['cifar10']['mean'], std=DATASETS['cifar10']['std'],
-            precision='fp32') -> torch.Tensor:
+            precision='fp32', tta='none') -> torch.Tensor:
     "The predicted class of each image of `ds` (int64, on the CPU)."
     model.eval()
-    with autocast(device, precision):
-        out = [model(xb.contiguous(memory_format=memory_format(device))).argmax(1).cpu()
-               for xb, _ in Batches(ds, batch_size, device=device, mean=mean, std=std)]
+    out = [scores(model, xb, device, precision, tta).argmax(1).cpu() for xb, _ in Batches(ds, batch_size, device=device, mean=mean, std=std)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 # %% ../nbs/03_train.ipynb #9b389f9d
@@ -246,6 +259,17 @@ def make_optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=4, threshold=0.1, threshold_mode='abs')
     else: sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     return opt, sched
+
+# %% ../nbs/03_train.ipynb #df79616b
+def make_ema(model, decay: float):
+    "An `AveragedModel` keeping `model`'s parameters' moving average at `decay` per step; None for 0."
+    if decay == 0: return None
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
+
+def averaged_network(ema, batches, device, precision: str = 'fp32'):
+    "The network inside `ema` with its BatchNorm statistics measured over one pass of `batches`."
+    with autocast(device, precision): torch.optim.swa_utils.update_bn(batches, ema.module)
+    return ema.module.eval()
 
 # %% ../nbs/03_train.ipynb #0d39df9f
 class CorruptRunFileError(ValueError): pass
@@ -401,9 +425,10 @@ def build(cfg: TrainConfig, device: torch.device, data: RunData):
     return model, batches, *make_optimizer(model, cfg, len(batches))
 
 # %% ../nbs/03_train.ipynb #61db9249
-def save_checkpoint(file: Path, model, opt, sched, history: list, elapsed: float, data: RunData):
+def save_checkpoint(file: Path, model, opt, sched, history: list, elapsed: float, data: RunData, ema=None):
     atomic_save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), history=history,
-                     epoch=len(history), elapsed=elapsed, data=data.record), file)
+                     epoch=len(history), elapsed=elapsed, data=data.record,
+                     **({'ema': ema.state_dict()} if ema is not None else {})), file)
 
 def load_checkpoint(file: Path, device, name: str) -> dict | None:
     "The checkpoint in `file`, None when there is none; an unreadable one is moved aside (kept) and None returned."
@@ -419,16 +444,17 @@ def load_checkpoint(file: Path, device, name: str) -> dict | None:
               'training from epoch 1')
         return None
 
-def resume(file: Path, model, opt, sched, data: RunData, device, rid: str) -> tuple[list, int, float]:
+def resume(file: Path, model, opt, sched, data: RunData, device, rid: str, ema=None) -> tuple[list, int, float]:
     "(history, epochs done, seconds spent) from the checkpoint `file` into `model`, `opt`, `sched`; ([], 0, 0.0) without one."
     if (ck := load_checkpoint(file, device, rid)) is None: return [], 0, 0.0
     check_same_data(ck.get('data', {}), data.record, f'{rid}: the checkpoint {file}', data.source)
     model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt']); sched.load_state_dict(ck['sched'])
+    if ema is not None: ema.load_state_dict(ck['ema'])  # `ema` is in the run id: its checkpoints have it
     print(f'{rid}: resuming from {file} after epoch {ck["epoch"]}')
     return ck['history'], ck['epoch'], ck['elapsed']
 
 # %% ../nbs/03_train.ipynb #76e8b0a1
-def train_epoch(model, batches, opt, sched, cfg: TrainConfig, device, progress: Progress, epoch: int) -> dict:
+def train_epoch(model, batches, opt, sched, cfg: TrainConfig, device, progress: Progress, epoch: int, ema=None) -> dict:
     "One pass over `batches` (one schedule step per batch, but for plateau): loss, accuracy, seconds, images/s."
     model.train()
     loss_sum = torch.zeros((), device=device); correct = torch.zeros((), device=device, dtype=torch.long); n = 0
@@ -440,17 +466,19 @@ def train_epoch(model, batches, opt, sched, cfg: TrainConfig, device, progress: 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None: ema.update_parameters(model)
         if cfg.schedule != 'plateau': sched.step()
         loss_sum += loss.detach() * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
         if progress.due(): progress.batch(epoch, i, len(batches), loss.item(), n / (time.time() - t0))  # .item() syncs: rarely
     seconds = time.time() - t0
     return dict(train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n, seconds=seconds, images_per_s=n / seconds)
 
-def run_epoch(model, batches, opt, sched, cfg: TrainConfig, data: RunData, device, progress: Progress, epoch: int) -> dict:
-    "Train epoch `epoch` (0-based) and measure what is due: its history row."
+def run_epoch(model, batches, opt, sched, cfg: TrainConfig, data: RunData, device, progress: Progress, epoch: int,
+              ema=None) -> dict:
+    "Train epoch `epoch` (0-based) and measure what is due (with the trained weights): its history row."
     batches.set_epoch(epoch)
     h = dict(epoch=epoch + 1, lr=opt.param_groups[0]['lr'])
-    h.update(train_epoch(model, batches, opt, sched, cfg, device, progress, epoch))
+    h.update(train_epoch(model, batches, opt, sched, cfg, device, progress, epoch, ema))
     due = cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0
     if len(data.val) and (due or cfg.schedule == 'plateau'): h['val_loss'], h['val_acc'] = evaluate(model, data.val, device, **data.norm, precision=cfg.precision)
     if cfg.schedule == 'plateau': sched.step(h.get('val_loss', h['train_loss']))
@@ -467,15 +495,25 @@ def learnable_filters(model) -> dict | None:
 def final_metrics(model, data: RunData, cfg: TrainConfig, device, history: list) -> dict:
     "Accuracies (percent) and mean cross-entropies on test (when `evaluate_test`), validation and the training subset."
     m = dict(unit='accuracies in percent, losses as mean cross-entropy')
-    if cfg.evaluate_test: m['test_loss'], m['test_acc'] = evaluate(model, data.test, device, **data.norm, precision=cfg.precision)
-    m['val_loss'], m['val_acc'] = evaluate(model, data.val, device, **data.norm, precision=cfg.precision)
-    m['train_loss'], m['train_acc'] = evaluate(model, data.train, device, **data.norm, precision=cfg.precision)
+    ev = lambda ds: evaluate(model, ds, device, **data.norm, precision=cfg.precision, tta=cfg.tta)
+    if cfg.evaluate_test: m['test_loss'], m['test_acc'] = ev(data.test)
+    m['val_loss'], m['val_acc'] = ev(data.val)
+    m['train_loss'], m['train_acc'] = ev(data.train)
     m['final_epoch_train_loss'] = history[-1]['train_loss']
     return m
+
+def validation_variants(trained, averaged, data: RunData, cfg: TrainConfig, device) -> dict:
+    "Validation accuracy of the trained and (if any) averaged weights, with and without flips: one run, four choices."
+    nets = dict(final=trained, **({'ema': averaged} if averaged is not None else {}))
+    if not len(data.val): return {}
+    return {f'val_acc_{w}{"_flip" if t == "flip" else ""}': evaluate(net, data.val, device, **data.norm, precision=cfg.precision,
+                                                                     tta=t)[1] for w, net in nets.items() for t in TTAS}
 
 def make_record(cfg: TrainConfig, rid: str, metrics: dict, history: list, elapsed: float, device, data: RunData, filters) -> dict:
     "The run's record, JSON-safe (NaN as null), exactly what a later `read_record` gives."
     rec = dict(run_id=rid, params=asdict(cfg), metrics=metrics, history=history, time_s=elapsed,
+               evaluated=dict(weights='moving average (BatchNorm statistics measured anew)' if cfg.ema else 'final',
+                              tta=cfg.tta),
                images_per_s=len(data.train) * len(history) / max(elapsed, 1e-9),
                device=str(device) + (f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else f' ({torch.get_num_threads()} threads)'),
                versions=versions(), data=data.record, finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
@@ -505,18 +543,22 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
         remove_leftovers(folder, rid)
         if (rec := finished_record(folder, data, rid)) is not None: return rec
         model, batches, opt, sched = build(cfg, device, data)
+        ema = make_ema(model, cfg.ema)
         filters_at_start = learnable_filters(model)
-        history, start, elapsed = resume(folder / 'checkpoint.pt', model, opt, sched, data, device, rid)
+        history, start, elapsed = resume(folder / 'checkpoint.pt', model, opt, sched, data, device, rid, ema)
         progress = Progress(f'{rid} on {device}', cfg.epochs, start, every=progress_every)
         for epoch in range(start, cfg.epochs):
-            h = run_epoch(model, batches, opt, sched, cfg, data, device, progress, epoch)
+            h = run_epoch(model, batches, opt, sched, cfg, data, device, progress, epoch, ema)
             elapsed += h['seconds']; history.append(h); progress.epoch(h)
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                save_checkpoint(folder / 'checkpoint.pt', model, opt, sched, history, elapsed, data)
+                save_checkpoint(folder / 'checkpoint.pt', model, opt, sched, history, elapsed, data, ema)
             if on_epoch_end: on_epoch_end(h)
-        metrics = final_metrics(model, data, cfg, device, history)
-        filters = dict(start=filters_at_start, end=learnable_filters(model)) if filters_at_start is not None else None
-        return finish(folder, model, make_record(cfg, rid, metrics, history, elapsed, device, data, filters))
+        batches.set_epoch(cfg.epochs)  # the averaged weights' BatchNorm statistics: one more seeded pass
+        averaged = averaged_network(ema, batches, device, cfg.precision) if ema is not None else None
+        net = averaged if averaged is not None else model  # what the run evaluates and saves
+        metrics = final_metrics(net, data, cfg, device, history) | validation_variants(model, averaged, data, cfg, device)
+        filters = dict(start=filters_at_start, end=learnable_filters(net)) if filters_at_start is not None else None
+        return finish(folder, net, make_record(cfg, rid, metrics, history, elapsed, device, data, filters))
 
 # %% ../nbs/03_train.ipynb #ea72e4c0
 def load_run_model(folder) -> torch.nn.Module:
