@@ -159,6 +159,23 @@ def test_protocol_chooses_on_validation_data(env, tmp_path):
     assert len(recs) == 12 and all('test_acc' not in r['metrics'] and r['params']['model'] == 'resnet18' for r in recs)
     assert (tmp_path / 'figures' / 'protocol.png').stat().st_size > 10_000
 
+def test_strong_protocol_chooses_on_validation_data(env, tmp_path):
+    "The strong grid on tiny runs: 2 x 1 candidates, then 1 finalist x 2 seeds at both lengths; four variants a run."
+    nb = execute('protocol_strong.ipynb', tmp_path / 'protocol_strong.ipynb', screen_epochs=1, full_epochs=2, finalists=1,
+                 n_seeds=2, ema_decay=0.5, augments=['basic', 'trivial'], weight_decays=[5e-4], n_per_class=2, val_per_class=1,
+                 eval_every=1, **{k: env['common'][k] for k in ('data_root', 'device', 'download')}, out_dir=str(tmp_path / 'runs'))
+    assert not errors(nb)
+    choice = json.loads((tmp_path / 'protocol_strong.json').read_text())
+    assert choice['strong']['epochs'] in (1, 2) and choice['strong']['augment'] in ('basic', 'trivial')
+    assert choice['strong']['ema'] in (0.0, 0.5) and choice['strong']['tta'] in ('none', 'flip')
+    assert choice['chosen']['epochs'] == choice['strong']['epochs'] and len(choice['val_acc']) == 2 * 2 * 2  # 2 lengths x 4
+    recs = [json.loads(f.read_text()) for f in (tmp_path / 'runs').glob('*/record.json')]
+    assert len(recs) == 2 + 1 + 2 == len(choice['run_ids'])  # stage 2 reuses the finalist's seed-0 screen run
+    assert all('test_acc' not in r['metrics'] and r['params']['ema'] == 0.5 and 'val_acc_ema_flip' in r['metrics'] for r in recs)
+    with pytest.raises(pm.PapermillExecutionError, match='Parameter augments must be a non-empty list'):
+        execute('protocol_strong.ipynb', tmp_path / 'bad.ipynb', augments=['heavy'], out_dir=str(tmp_path / 'runs'))
+    assert (tmp_path / 'figures' / 'protocol_strong.png').stat().st_size > 10_000
+
 def test_features_study_resumes(env, tmp_path):
     "The features notebook on the fake CIFAR-10 (a small transform): the table, the figure, and a second run that fits nothing."
     params = dict(sizes=[2, 3], n_seeds=2, classifiers=['logistic', 'random_forest'], J=2, L=2, max_order=1, device='cpu',

@@ -73,6 +73,13 @@ NOTEBOOK_PARAMETERS = {  # per notebook: study parameters (value, doc) first, th
         overrides={'val_per_class': 100, 'eval_every': 5}, extra={
         'max_epochs': (40, 'the longest candidate; the short ones take half'), 'finalists': (2, 'candidates that get more seeds'),
         'n_seeds': (3, 'seeds per finalist: seed, seed + 1, ...'), 'scheduler': (None, _STUDY['scheduler'])}),
+    'protocol_strong.ipynb': dict(only=('n_per_class', 'val_per_class', 'seed', 'eval_every', 'precision', 'data_root', 'download',
+                                        'out_dir', 'device'), overrides={'val_per_class': 100, 'eval_every': 10}, extra={
+        'screen_epochs': (100, 'the length of stage 1'), 'full_epochs': (200, 'the longer length the finalists also get'),
+        'finalists': (2, 'candidates that get more seeds'), 'n_seeds': (3, 'seeds per finalist: seed, seed + 1, ...'),
+        'ema_decay': (0.999, "every run's moving average of its weights, per step: on or off is a choice among its scores"),
+        'augments': (['basic', 'era', 'trivial'], 'the augmentations to screen'),
+        'weight_decays': ([5e-4, 1e-3, 5e-3], 'the weight decays to screen'), 'scheduler': (None, _STUDY['scheduler'])}),
 }
 NOTEBOOK_DEFAULTS = {'download': True}
 

@@ -511,7 +511,8 @@ def validation_variants(trained, averaged, data: RunData, cfg: TrainConfig, devi
 
 def make_record(cfg: TrainConfig, rid: str, metrics: dict, history: list, elapsed: float, device, data: RunData, filters) -> dict:
     "The run's record, JSON-safe (NaN as null), exactly what a later `read_record` gives."
-    rec = dict(run_id=rid, params=asdict(cfg), metrics=metrics, history=history, time_s=elapsed,
+    params = asdict(cfg) | {'out_dir': None, 'data_root': None}  # this machine's paths: the folder and `data` say where
+    rec = dict(run_id=rid, params=params, metrics=metrics, history=history, time_s=elapsed,
                evaluated=dict(weights='moving average (BatchNorm statistics measured anew)' if cfg.ema else 'final',
                               tta=cfg.tta),
                images_per_s=len(data.train) * len(history) / max(elapsed, 1e-9),
