@@ -1,7 +1,7 @@
 "Sweeps across real worker processes: a 2-worker cluster, a worker killed mid-run, a sweep that trains nothing."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
-import pytest
+import pytest, torch
 from distributed import Client, LocalCluster
 from wavescat.sweep import grid, sweep
 from wavescat.train import train
@@ -77,3 +77,90 @@ def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_p
                             '--scheduler', 'tcp://127.0.0.1:9'], capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr  # finished runs are read: no cluster is even contacted
     assert again.stdout.count('earlier') >= 2, again.stdout
+
+def _sweep_cli(run, *extra, env):
+    flags = [f'--{k.replace("_", "-")}={v}' for k, v in run.items()]
+    return subprocess.Popen([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1', *flags,
+                             '--progress-every', '5', *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+
+def _worker_processes(pid):
+    "The Dask worker processes that the embedded cluster of the process `pid` spawned."
+    import psutil
+    return [p for p in psutil.Process(pid).children() if 'spawn_main' in ' '.join(p.cmdline())]
+
+def test_the_embedded_clusters_only_worker_killed_mid_run(fake_cifar, tmp_path, cache_env):
+    "Issue 27: with one worker killed -9 the sweep used to wait forever; now a new embedded cluster resumes the runs."
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    out = tmp_path / 'runs'
+    run = tiny(fake_cifar, out, epochs=4, checkpoint_every=1, precision='fp32')
+    cli = _sweep_cli(run, '--cpu-runs', '1', '--worker-timeout', '10', env=env)
+    try:
+        _wait_for(lambda: list(out.glob('*/checkpoint.pt')) or cli.poll() is not None, 240, 'a checkpoint')
+        assert cli.poll() is None and not list(out.glob('*/record.json'))
+        (worker,) = _worker_processes(cli.pid)
+        worker.kill()
+        stdout, _ = cli.communicate(timeout=300)
+    finally:
+        if cli.poll() is None: os.killpg(cli.pid, signal.SIGKILL)
+    assert cli.returncode == 0, stdout
+    assert 'resuming from' in stdout, stdout
+    for f in sorted(out.glob('*/record.json')):
+        rec = json.loads(f.read_text())
+        assert [h['epoch'] for h in rec['history']] == list(range(1, 5))  # every epoch, once
+        alone = train(**{**run, 'out_dir': str(tmp_path / 'alone'), 'seed': rec['params']['seed']}, progress_every=float('inf'))
+        assert rec['metrics'] == alone['metrics']  # resumed: the same numbers as without the kill
+        w, w_alone = (torch.load(d / rec['run_id'] / 'model.pt') for d in (out, tmp_path / 'alone'))
+        assert all(torch.equal(w[k], w_alone[k]) for k in w)
+    assert len(list(out.glob('*/record.json'))) == 2
+
+def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, cache_env):
+    "A cluster the sweep does not own cannot be restarted: it stops within the timeout, non-zero, with the table."
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    out = tmp_path / 'runs'
+    run = tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32')
+    procs, logs = [], open(tmp_path / 'cluster.log', 'w')
+    try:
+        sfile = tmp_path / 'scheduler.json'
+        procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', '0',
+                             '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
+        _wait_for(sfile.exists, 60, 'the scheduler file')
+        address = json.loads(sfile.read_text())['address']
+        worker = _start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1', '--no-nanny',
+                         '--host', '127.0.0.1', '--no-dashboard'], logs, env)
+        procs.append(worker)
+        cli = _sweep_cli(run, '--scheduler', address, '--worker-timeout', '10', env=env); procs.append(cli)
+        _wait_for(lambda: list(out.glob('*/checkpoint.pt')) or cli.poll() is not None, 240, 'a checkpoint')
+        os.kill(worker.pid, signal.SIGKILL); t0 = time.time()
+        stdout, _ = cli.communicate(timeout=120)
+        waited = time.time() - t0
+    finally:
+        for p in procs:
+            if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+        logs.close()
+    assert cli.returncode == 1 and waited < 60, (cli.returncode, waited, stdout)
+    assert 'no worker left' in stdout and stdout.count('stopped') >= 2 and 'run the same command again' in stdout, stdout
+
+def test_sigterm_prints_what_is_left(fake_cifar, tmp_path, cache_env):
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    out = tmp_path / 'runs'
+    cli = _sweep_cli(tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32'), '--cpu-runs', '1', env=env)
+    try:
+        _wait_for(lambda: list(out.glob('*/checkpoint.pt')) or cli.poll() is not None, 240, 'a checkpoint')
+        cli.send_signal(signal.SIGTERM)
+        stdout, _ = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None: os.killpg(cli.pid, signal.SIGKILL)
+    assert cli.returncode == 143, (cli.returncode, stdout)
+    assert 'sweep stopped (interrupted)' in stdout and stdout.count(' stopped ') >= 2, stdout
+    assert not _worker_processes_alive(out), 'the embedded cluster was closed'
+
+def _worker_processes_alive(out) -> bool:
+    "Whether a run under `out` is still locked by a live process (a worker that outlived its sweep)."
+    import fcntl
+    for lock in out.glob('*/lock'):
+        with open(lock) as f:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError: return True
+    return False

@@ -4,13 +4,14 @@
 
 # %% ../nbs/06_sweep.ipynb #850014cb
 from __future__ import annotations
-import argparse, dataclasses, itertools, logging, os, sys, time, traceback
+import argparse, contextlib, dataclasses, itertools, logging, os, signal, sys, time, traceback
 from pathlib import Path
 
 import dask
 import pandas as pd
 import torch
 from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_completed, wait
+from distributed.scheduler import KilledWorker
 
 from .core import atomic_write_json, check_int, hms
 from .models import MODELS
@@ -18,7 +19,8 @@ from .train import PROTOCOL_FIELDS, SCATTERING_FIELDS, TrainConfig, check_config
 
 # %% auto #0
 __all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cpu_cores', 'cluster_spec',
-           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'sweep', 'with_baseline', 'sweep_parser', 'main']
+           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'SweepStopped', 'sweep', 'with_baseline',
+           'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
 LEARNABLE_FIELDS = ('init', 'filter_lr')                      # only learnable filters take these
@@ -47,7 +49,8 @@ def grid(**axes) -> list[TrainConfig]:
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 and one BLAS/OpenMP thread: for torch that meant
 # every large tensor mmap'ed and unmapped again (glibc stops adapting its mmap threshold) and a ResNet18 step 1.9x slower
 # (0.71-0.76 s against 0.39 s in the client; 0.49 s without them). Workers train with torch's own thread settings.
-WORKER_CONFIG = {'distributed.nanny.pre-spawn-environ': {}}
+WORKER_CONFIG = {'distributed.nanny.pre-spawn-environ': {},
+                 'distributed.scheduler.allowed-failures': 0}  # a dead worker ends the try: `sweep` counts and resubmits
 QUIET_WORKER = {'host': '127.0.0.1', 'silence_logs': logging.WARNING, 'dashboard': False}  # extra Nanny options go to the Worker
 
 def cpu_cores() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
@@ -112,8 +115,41 @@ def _keep_record(cfg: TrainConfig, record: dict):
     f = run_dir(cfg) / 'record.json'
     if not f.exists(): atomic_write_json(record, f)
 
+# %% ../nbs/06_sweep.ipynb #46c3d55a
+class SweepStopped(RuntimeError):
+    "The sweep ended before its runs did: `table` has a row per run (`stopped`: left), `exit_code` says why."
+    def __init__(self, message: str, table: pd.DataFrame, exit_code: int = 1):
+        super().__init__(message); self.table, self.exit_code = table, exit_code
+
+class _Stalled(RuntimeError): pass
+
+def _worker_lost(f) -> bool:
+    "Whether the future `f` ended because the worker running it died (not because its run raised)."
+    return f.status in ('cancelled', 'lost') or (f.status == 'error' and isinstance(f.exception(), KilledWorker))
+
+# %% ../nbs/06_sweep.ipynb #14c913f3
+class _Cluster:
+    "The sweep's client: of the cluster at `scheduler`, or of an embedded one, which `restart` replaces."
+    def __init__(self, client, scheduler, runs_per_gpu, cpu_runs):
+        self.args, self.owned, self.restarts = (scheduler, runs_per_gpu, cpu_runs), None, 0
+        self.client = client if client is not None else None
+        if client is None: self.client, self.owned = connect(*self.args)
+
+    def workers(self) -> int: return len(self.client.scheduler_info()['workers'])
+
+    def restart(self):
+        if self.owned is None: raise _Stalled(f'the cluster at {self.client.scheduler.address} has no worker left')
+        self.close(); self.client, self.owned = connect(*self.args); self.restarts += 1
+
+    def close(self):
+        if self.owned is None: return
+        with contextlib.suppress(Exception): self.client.close(timeout=30)
+        with contextlib.suppress(Exception): self.owned.close(timeout=30)
+
+# %% ../nbs/06_sweep.ipynb #e88b973f
 def sweep(configs, client: Client | None = None, scheduler: str | None = None, runs_per_gpu: int = 1,
-          progress_every: float = 60.0, run_progress_every: float = 60.0, cpu_runs: int | None = None) -> pd.DataFrame:
+          progress_every: float = 60.0, run_progress_every: float = 60.0, cpu_runs: int | None = None,
+          retries: int = 2, worker_timeout: float = 120.0) -> pd.DataFrame:
     "Run every `TrainConfig` in `configs` as a Dask task (finished ones are read); one row per run, failures included."
     configs = list({run_id(c): c for c in configs}.values())
     todo, rows = [], {}
@@ -122,34 +158,61 @@ def sweep(configs, client: Client | None = None, scheduler: str | None = None, r
         if rec is None: todo.append(cfg)
         else: rows[run_id(cfg)] = _row(cfg, 'earlier', rec)
     progress = SweepProgress(len(configs), len(rows), progress_every)
+    table = lambda: pd.DataFrame([rows.get(run_id(c)) or _row(c, 'stopped') for c in configs])
     if todo:
-        owned = None
-        if client is None: client, owned = connect(scheduler, runs_per_gpu, cpu_runs)
-        try: _run_all(client, todo, rows, progress, run_progress_every)
-        finally:
-            if owned is not None: client.close(); owned.close()
+        cluster = _Cluster(client, scheduler, runs_per_gpu, cpu_runs)
+        try: _run_all(cluster, todo, rows, progress, run_progress_every, retries, worker_timeout)
+        except KeyboardInterrupt as e: raise SweepStopped('interrupted', table(), getattr(e, 'exit_code', 130)) from None
+        except _Stalled as e: raise SweepStopped(str(e), table(), 1) from None
+        finally: cluster.close()
     progress.show(0)
-    return pd.DataFrame([rows[run_id(c)] for c in configs])
+    return table()
 
-def _run_all(client, todo, rows, progress, run_progress_every):
-    by_key = {run_id(c): c for c in todo}
-    futures = [client.submit(run_task, dataclasses.asdict(c), run_progress_every, key=k, pure=False) for k, c in by_key.items()]
-    progress.show(len(futures), f'submitted {len(futures)} runs to {client.scheduler.address}')
-    pending = set(futures)
-    while pending:
-        try: finished, pending = wait(pending, timeout=progress.every, return_when='FIRST_COMPLETED')
-        except TimeoutError: finished = set()  # nothing ended within `every` seconds: say where we are anyway
+# %% ../nbs/06_sweep.ipynb #16e45ac3
+def _running(client, pending: int) -> int:
+    "Runs in progress: a worker holds more tasks than it runs, so at most its threads' worth each."
+    slots = client.nthreads()
+    return min(pending, sum(min(len(keys), slots.get(w, 1)) for w, keys in client.processing().items()))
+
+def _ended(f, cfg, tries: int) -> dict:
+    "The row of a run whose future `f` ended without a record: its error, or its worker's deaths."
+    if f.status != 'error': return _row(cfg, 'failed', error=f'worker lost: the worker running it died {tries} times')
+    exc, tb = f.exception(), ''.join(traceback.format_tb(f.traceback()))
+    lost = f'worker lost: the worker running it died {tries} times ({type(exc).__name__}: {exc})' if _worker_lost(f) else None
+    return _row(cfg, 'failed', error=lost or f'{type(exc).__name__}: {exc}', tb=tb)
+
+# %% ../nbs/06_sweep.ipynb #ff0298cc
+def _run_all(cluster: _Cluster, todo, rows, progress, run_progress_every, retries: int, worker_timeout: float):
+    cfgs, tries, futures = {run_id(c): c for c in todo}, {}, {}
+    def submit(rid):
+        tries[rid] = tries.get(rid, 0) + 1
+        futures[cluster.client.submit(run_task, dataclasses.asdict(cfgs[rid]), run_progress_every,
+                                      key=f'{rid}-try{tries[rid]}', pure=False)] = rid
+    for rid in cfgs: submit(rid)
+    progress.show(_running(cluster.client, len(futures)), f'submitted {len(futures)} runs to {cluster.client.scheduler.address}')
+    alone_since = None  # when the cluster was last seen without workers
+    while futures:
+        try: finished = wait(list(futures), timeout=min(progress.every, 5.0), return_when='FIRST_COMPLETED').done
+        except TimeoutError: finished = set()
+        notes = []
         for f in finished:
-            cfg = by_key[f.key]
+            rid = futures.pop(f); cfg = cfgs[rid]
             if f.status == 'finished':
-                rec = f.result(); _keep_record(cfg, rec); rows[f.key] = _row(cfg, 'finished', rec); progress.done += 1
-            else:
-                exc = f.exception(); tb = ''.join(traceback.format_tb(f.traceback()))
-                rows[f.key] = _row(cfg, 'failed', error=f'{type(exc).__name__}: {exc}', tb=tb); progress.failed += 1
+                rec = f.result(); _keep_record(cfg, rec); rows[rid] = _row(cfg, 'finished', rec); progress.done += 1
+                notes.append(f'{rid} finished')
+            elif _worker_lost(f) and tries[rid] <= retries:
+                submit(rid); notes.append(f'{rid}: its worker died, submitted again (try {tries[rid]} of {retries + 1})')
+            else: rows[rid] = _ended(f, cfg, tries[rid]); progress.failed += 1; notes.append(f'{rid} failed')
             f.release()
-        slots = client.nthreads()  # a worker holds more tasks than it runs at once
-        running = sum(min(len(keys), slots.get(w, 1)) for w, keys in client.processing().items())
-        progress.show(min(running, len(pending)), ', '.join(f'{f.key} {rows[f.key]["status"]}' for f in finished))
+        if cluster.workers(): alone_since = None
+        elif alone_since is None: alone_since = time.time()
+        elif time.time() - alone_since > worker_timeout:
+            if cluster.restarts >= retries: raise _Stalled(f'no worker for {worker_timeout:.0f} s after {cluster.restarts} restarts')
+            left = list(futures.values()); futures.clear(); cluster.restart()  # _Stalled for a cluster we do not own
+            for rid in left: submit(rid)
+            notes.append(f'no worker for {worker_timeout:.0f} s: a new embedded cluster took the {len(left)} runs left')
+            alone_since = None
+        if notes or progress.due(): progress.show(_running(cluster.client, len(futures)), '; '.join(notes))
 
 # %% ../nbs/06_sweep.ipynb #275777ef
 def with_baseline(base: TrainConfig, Ls, seeds) -> list[TrainConfig]:
@@ -184,6 +247,10 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument('--cpu-runs', type=int, default=None,
                    help='runs at a time on a CPU-only machine, sharing its cores (default one per core)')
     p.add_argument('--progress-every', type=float, default=60.0, help='seconds between progress lines (default 60)')
+    p.add_argument('--retries', type=int, default=2, help='submissions again of a run whose worker died, and restarts of '
+                   'an embedded cluster left without workers (default 2)')
+    p.add_argument('--worker-timeout', type=float, default=120.0,
+                   help='seconds without any worker before the sweep restarts its cluster or stops (default 120)')
     p.add_argument('--dry-run', action='store_true', help='list the runs and which are finished, then stop')
     return p
 
@@ -196,11 +263,23 @@ def main(argv=None) -> pd.DataFrame:
     if a['dry_run']:
         res = pd.DataFrame([dict(run_id=run_id(c), status='earlier' if read_record(run_dir(c)) else 'to run') for c in configs])
         print(res.to_string(index=False)); return res
-    res = sweep(configs, scheduler=a['scheduler'], runs_per_gpu=a['runs_per_gpu'], progress_every=a['progress_every'],
-                cpu_runs=a['cpu_runs'])
+    old = signal.signal(signal.SIGTERM, _terminate)
+    try: res = sweep(configs, scheduler=a['scheduler'], runs_per_gpu=a['runs_per_gpu'], progress_every=a['progress_every'],
+                     cpu_runs=a['cpu_runs'], retries=a['retries'], worker_timeout=a['worker_timeout'])
+    except SweepStopped as e: res, stopped = e.table, e
+    else: stopped = None
+    finally: signal.signal(signal.SIGTERM, old)
     with pd.option_context('display.max_colwidth', 80): print(res[cols].to_string(index=False))
+    if stopped is not None:
+        print(f'sweep stopped ({stopped}): {(res.status == "stopped").sum()} runs left; run the same command again to resume them',
+              file=sys.stderr)
+        sys.exit(stopped.exit_code)
     if (res.status == 'failed').any(): sys.exit(1)
     return res
+
+class _Terminated(KeyboardInterrupt): exit_code = 143  # 128 + SIGTERM, as a shell reports a killed command
+
+def _terminate(signum, frame): raise _Terminated()
 
 # %% ../nbs/06_sweep.ipynb #cb350861
 #| eval: false
