@@ -31,6 +31,13 @@ def test_baseline(env):
     assert {'test_acc', 'val_acc', 'train_acc', 'train_loss', 'test_loss'} <= set(rec['metrics'])
     assert (folder / 'learning_curves.png').stat().st_size > 10_000
 
+@pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='this machine has CUDA')
+def test_a_device_this_machine_lacks_stops_the_validation_cell(env, tmp_path):
+    "Issue 27: `-p device cuda` on a CPU machine used to pass the validation cell and fail in the next one."
+    with pytest.raises(pm.PapermillExecutionError, match="Parameter device='cuda' but CUDA is not available") as e:
+        execute('baseline.ipynb', tmp_path / 'b.ipynb', **{**env['common'], 'device': 'cuda'})
+    assert "notebook_params(globals(), _before)" in str(e.value)  # the validation cell, not a later one
+
 def test_scat_v1(env):
     nb = execute('scat_v1.ipynb', env['tmp'] / 'scat_v1.ipynb', L=2, **env['common'])
     assert not errors(nb)

@@ -257,3 +257,26 @@ def test_fast_protocol_is_the_committed_choice():
     off = {f.name: f.metadata['id_default'] for f in dataclasses.fields(TrainConfig) if f.name in set(PROTOCOLS['fast']) - set(chosen)}
     assert set(off) == {'ema', 'tta'} and off == {'ema': 0.0, 'tta': 'none'}
     assert PROTOCOLS['fast'] == {**chosen, **off}
+
+@pytest.fixture
+def small_disk(tmp_path):
+    "A 20 MiB tmpfs, as a full disk would be (mounting needs the right to; skipped, visibly, without it)."
+    import subprocess
+    d = tmp_path / 'disk'; d.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', str(d)], capture_output=True, text=True)
+    if r.returncode: pytest.skip(f'cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}')
+    yield d
+    subprocess.run(['umount', str(d)], check=True)
+
+def test_a_full_disk_is_found_before_training(tiny, small_disk):
+    "Issue 27: ResNet18 (45 MB of weights) on a 20 MiB disk used to train an epoch and die in torch's words."
+    epochs = []
+    with pytest.raises(OSError, match=f'Parameter out_dir: {small_disk}/runs/resnet18-n2-s0-\\w+ has 20.0 MiB free and this run needs up to 21'):
+        train(out_dir=str(small_disk / 'runs'), on_epoch_end=epochs.append, **tiny)
+    assert epochs == [] and list((small_disk / 'runs').iterdir()) == []  # no epoch, no empty run folder
+
+def test_a_write_that_fills_the_disk_names_the_file(small_disk):
+    from wavescat.core import atomic_save
+    with pytest.raises(OSError, match=f'{small_disk}/big.pt was not written: the disk is full'):
+        atomic_save(torch.zeros(30 * 2**20 // 4), small_disk / 'big.pt')
+    assert list(small_disk.iterdir()) == []  # nothing half-written

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bbb7a074
 from __future__ import annotations
-import hashlib, importlib.metadata, json, math, os, platform, re, secrets, subprocess
+import errno, hashlib, importlib.metadata, json, math, os, platform, re, secrets, shutil, subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +14,9 @@ import wavescat
 
 # %% auto #0
 __all__ = ['EVAL_BATCH', 'PRECISIONS', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root', 'atomic_write',
-           'atomic_save', 'json_safe', 'atomic_write_json', 'hms', 'resolve_device', 'memory_format', 'cpu_flags',
-           'resolve_precision', 'canonical_name', 'lock_pins', 'installed_packages', 'environment', 'git_commit',
-           'versions']
+           'disk_full', 'atomic_save', 'json_safe', 'atomic_write_json', 'hms', 'resolve_device', 'memory_format',
+           'cpu_flags', 'resolve_precision', 'canonical_name', 'lock_pins', 'installed_packages', 'environment',
+           'git_commit', 'versions']
 
 # %% ../nbs/00_core.ipynb #8d1a4eaa
 def is_int(v) -> bool:
@@ -42,8 +42,18 @@ def atomic_write(path, write):
     tmp = path.parent / f'{path.name}.{secrets.token_hex(4)}.tmp'
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask sets the mode (mkstemp's is 0600)
     try: write(tmp); os.replace(tmp, path)
+    except Exception as e:  # torch.save on a full disk says only 'unexpected pos' or 'iostream error'
+        if not disk_full(e, path.parent): raise
+        raise OSError(errno.ENOSPC, f'{path} was not written: the disk is full (nothing half-written is left); '
+                                    'free space and run again') from e
     finally:
         if os.path.exists(tmp): os.remove(tmp)
+
+def disk_full(e: Exception, folder) -> bool:
+    "Whether the write that raised `e` failed because `folder`'s disk is full (under 1 MiB left)."
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC: return True
+    try: return shutil.disk_usage(folder).free < 2**20
+    except OSError: return False
 
 def atomic_save(obj, path):
     "`torch.save` with `atomic_write`."
@@ -73,7 +83,7 @@ def resolve_device(device='auto') -> torch.device:
     if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     d = torch.device(device)
     if d.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+        raise ValueError(f"Parameter device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
     return d
 
 # %% ../nbs/00_core.ipynb #e5290e0a

@@ -14,8 +14,9 @@ import pandas as pd
 from scipy import stats
 import torch
 
-from .core import is_int
-from .train import CONFIG_RULES, NOT_IN_ID, PROTOCOL_FIELDS, PROTOCOLS, SCATTERING_FIELDS, CorruptRunFileError, TrainConfig, check_config, default_out_dir, read_record
+from .core import is_int, resolve_device
+from .train import (CONFIG_RULES, NOT_IN_ID, PROTOCOL_FIELDS, PROTOCOLS, SCATTERING_FIELDS, CorruptRunFileError, TrainConfig,
+                            check_config, default_out_dir, divergence, read_record)
 from .data import Batches, data_name
 from .scattering import plot_morlet_filters
 
@@ -24,9 +25,10 @@ __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED
            'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
            'paired_difference', 'verdict', 'choose_on_validation', 'clipped_errors', 'load_records', 'usual_precision',
-           'record_precision', 'protocol_label', 'model_label', 'study_tables', 'plot_learning_curves',
-           'published_200_epochs', 'headline', 'plot_headline', 'protocol_text', 'run_time_text', 'published_verdicts',
-           'results_markdown', 'comparison', 'comparisons_markdown', 'features_markdown']
+           'record_precision', 'protocol_label', 'model_label', 'load_diverged', 'meets_divergence_rule',
+           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
+           'run_time_text', 'published_verdicts', 'results_markdown', 'comparison', 'comparisons_markdown',
+           'features_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -49,13 +51,17 @@ def check_study(**params) -> tuple[dict, TrainConfig]:
             v = params.pop(k); ok, valid = STUDY_RULES[k]
             if not ok(v): raise ValueError(f'Parameter {k} must be {valid}, got {v!r}')
             study[k] = v
-    return study, check_config(**params)
+    cfg = check_config(**params)
+    if study.get('scheduler') is None: resolve_device(cfg.device)  # runs here: the device must be here too
+    return study, cfg
 
 def experiment_config(model: str, params: dict) -> TrainConfig:
     "The checked config of an experiment notebook whose model is fixed (`-p model ...` is an error there)."
     if 'model' in params:
         raise ValueError(f'Parameter model is fixed to {model!r} by this notebook; run the notebook of the other model instead')
-    return check_config(model=model, **params)
+    cfg = check_config(model=model, **params)
+    resolve_device(cfg.device)  # a device this machine lacks fails here, in the validation cell
+    return cfg
 
 # %% ../nbs/04_experiments.ipynb #26123019
 _STUDY = {'n_runs': 'seeds per model: seed, seed + 1, ...',
@@ -285,6 +291,21 @@ def protocol_label(params: dict, device: str = 'cpu') -> str:
 
 def model_label(model, L=None) -> str:
     return model if L is None or (isinstance(L, float) and math.isnan(L)) else f'{model} L={int(L)}'
+
+# %% ../nbs/04_experiments.ipynb #64617ffe
+def load_diverged(out_dir=None) -> pd.DataFrame:
+    "One row per run under `out_dir` that stopped because it diverged: what it was, when, and why."
+    rows = []
+    for f in sorted(Path(out_dir or default_out_dir()).glob('*/diverged.json')):
+        r = json.loads(f.read_text()); p = r['params']
+        rows.append(dict(run_id=r['run_id'], model=p['model'], L=p['L'], n_per_class=p['n_per_class'], seed=p['seed'],
+                         protocol=protocol_label(p, r['device']), epochs_done=len(r['history']), why=r['diverged']))
+    return pd.DataFrame(rows, columns=['run_id', 'model', 'L', 'n_per_class', 'seed', 'protocol', 'epochs_done', 'why'])
+
+def meets_divergence_rule(history: list, n_classes: int = 10) -> str | None:
+    "The reason `train` would have stopped a run with this `history` (finished before the rule), or None."
+    h = [{**e, 'train_loss': float('nan') if e['train_loss'] is None else e['train_loss']} for e in history]  # JSON null: NaN
+    return next((why for i in range(1, len(h) + 1) if (why := divergence(h[:i], n_classes))), None)
 
 # %% ../nbs/04_experiments.ipynb #2a8d37f7
 DATA_COLUMNS = ('dataset', 'dataset_hash', 'n_test')

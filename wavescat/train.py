@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #d1b5b399
 from __future__ import annotations
-import contextlib, dataclasses, fcntl, hashlib, inspect, json, math, os, socket, sys, time
+import contextlib, dataclasses, errno, fcntl, hashlib, inspect, json, math, os, shutil, socket, sys, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,14 +20,15 @@ from .scattering import Scattering
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'PROTOCOL_FIELDS', 'SCHEDULES', 'TTAS', 'TRAINABLE', 'SCATTERING_FIELDS', 'CONFIG_RULES', 'NOT_IN_ID',
-           'CHECKPOINT_KEYS', 'param', 'takes', 'TrainConfig', 'check_field', 'check_combination', 'check_config',
-           'config_table', 'run_id', 'run_precision', 'default_out_dir', 'run_dir', 'setup_torch', 'cpu_threads',
-           'autocast', 'scores', 'evaluate', 'predict', 'param_groups', 'make_optimizer', 'make_ema',
+           'CHECKPOINT_KEYS', 'DIVERGENCE_EPOCHS', 'param', 'takes', 'TrainConfig', 'check_field', 'check_combination',
+           'check_config', 'config_table', 'run_id', 'run_precision', 'default_out_dir', 'run_dir', 'setup_torch',
+           'cpu_threads', 'autocast', 'scores', 'evaluate', 'predict', 'param_groups', 'make_optimizer', 'make_ema',
            'averaged_network', 'CorruptRunFileError', 'read_record', 'Progress', 'RunLockedError', 'DataMismatchError',
-           'check_writable', 'run_lock', 'remove_leftovers', 'test_images', 'RunData', 'prepare_data',
-           'check_same_data', 'finished_record', 'model_kwargs', 'build', 'save_checkpoint', 'load_checkpoint',
-           'resume', 'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'validation_variants',
-           'make_record', 'finish', 'train', 'load_run_model']
+           'check_writable', 'run_lock', 'remove_leftovers', 'DivergedError', 'divergence', 'write_diverged',
+           'check_not_diverged', 'test_images', 'RunData', 'prepare_data', 'check_same_data', 'finished_record',
+           'model_kwargs', 'build', 'run_bytes', 'check_space', 'save_checkpoint', 'load_checkpoint', 'resume',
+           'train_epoch', 'run_epoch', 'learnable_filters', 'final_metrics', 'validation_variants', 'make_record',
+           'finish', 'fit', 'new_folder', 'train', 'load_run_model']
 
 # %% ../nbs/03_train.ipynb #6a1387e9
 PROTOCOLS = {
@@ -359,6 +360,33 @@ def remove_leftovers(folder: Path, name: str):
     for f in folder.glob('*.tmp'):
         f.unlink(missing_ok=True); print(f'{name}: removed {f.name}, left by an interrupted write')
 
+# %% ../nbs/03_train.ipynb #95c12cb7
+DIVERGENCE_EPOCHS = 5  # epochs in a row above twice chance's loss
+
+class DivergedError(RuntimeError): pass
+
+def divergence(history: list, n_classes: int) -> str | None:
+    "Why the run of `history` has diverged (the epoch and its loss), or None while it has not."
+    h, high = history[-1], 2 * math.log(n_classes)
+    if not math.isfinite(h['train_loss']): return f"epoch {h['epoch']}: the training loss is {h['train_loss']}"
+    last = history[-DIVERGENCE_EPOCHS:]
+    if len(last) < DIVERGENCE_EPOCHS or any(e['train_loss'] <= high for e in last): return None
+    losses = ', '.join(f"{e['train_loss']:.3g}" for e in last)
+    return f"epochs {last[0]['epoch']}-{h['epoch']}: the training loss stayed above {high:.2f} (twice chance's): {losses}"
+
+# %% ../nbs/03_train.ipynb #df8ef1ec
+def write_diverged(folder: Path, record: dict, why: str):
+    "Keep a diverged run's record as `diverged.json` (never `record.json`) and drop its checkpoint."
+    atomic_write_json({**record, 'diverged': why}, folder / 'diverged.json')
+    (folder / 'checkpoint.pt').unlink(missing_ok=True)  # its weights are what diverged: nothing to resume
+
+def check_not_diverged(folder: Path, rid: str):
+    "`DivergedError` at once when the run in `folder` diverged before."
+    if not (f := folder / 'diverged.json').exists(): return
+    why = json.loads(f.read_text()).get('diverged', 'unrecorded')
+    raise DivergedError(f'{rid} diverged earlier ({why}); {f} keeps it and it is never reused as a result. '
+                        'Change its recipe (a lower lr, say), or delete that file to train it again.')
+
 # %% ../nbs/03_train.ipynb #c26a1d4c
 def test_images(test: ImageSet, test_subset: int) -> ImageSet:
     "The full test set, or `test_subset` class-balanced test images (a fixed choice, seed 0)."
@@ -423,6 +451,22 @@ def build(cfg: TrainConfig, device: torch.device, data: RunData):
     batches = Batches(data.train, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, device=device, pad_mode=cfg.pad_mode,
                       **data.norm)
     return model, batches, *make_optimizer(model, cfg, len(batches))
+
+# %% ../nbs/03_train.ipynb #5a0961af
+def run_bytes(cfg: TrainConfig) -> int:
+    "The most a run of `cfg` needs on disk at once: two checkpoints (a new one beside the last), model.pt, 1 MiB."
+    model = get_model(cfg.model, **model_kwargs(asdict(cfg)))
+    state = 4 * (sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()))
+    checkpoint = state * (3 if cfg.ema else 2)  # weights, momentum buffers, averaged weights
+    return 2 * checkpoint + state + 2**20
+
+def check_space(folder: Path, need: int):
+    "OSError (no space) naming `folder` unless its disk has `need` bytes free."
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f'Parameter out_dir: {folder} has {free / 2**20:,.1f} MiB free and this run needs up to '
+                                    f'{need / 2**20:,.1f} MiB at once (a checkpoint beside the last one, then model.pt); '
+                                    'free space or give another out_dir')
 
 # %% ../nbs/03_train.ipynb #61db9249
 def save_checkpoint(file: Path, model, opt, sched, history: list, elapsed: float, data: RunData, ema=None):
@@ -531,7 +575,40 @@ def finish(folder: Path, model, record: dict) -> dict:
     print(f"{record['run_id']}: {test}train {m['train_acc']:.2f}%  in {hms(record['time_s'])} -> {os.path.relpath(folder)}")
     return record
 
+# %% ../nbs/03_train.ipynb #cc85c2fa
+def fit(cfg: TrainConfig, rid: str, folder: Path, device, data: RunData, on_epoch_end=None, progress_every=60.0) -> dict:
+    "Train the run in `folder` from its checkpoint (if any) to its last epoch, evaluate it and write its record."
+    model, batches, opt, sched = build(cfg, device, data)
+    ema = make_ema(model, cfg.ema)
+    filters_at_start = learnable_filters(model)
+    history, start, elapsed = resume(folder / 'checkpoint.pt', model, opt, sched, data, device, rid, ema)
+    progress = Progress(f'{rid} on {device}', cfg.epochs, start, every=progress_every)
+    for epoch in range(start, cfg.epochs):
+        h = run_epoch(model, batches, opt, sched, cfg, data, device, progress, epoch, ema)
+        elapsed += h['seconds']; history.append(h); progress.epoch(h)
+        if (why := divergence(history, DATASETS[cfg.dataset]['n_classes'])) is not None:
+            write_diverged(folder, make_record(cfg, rid, {}, history, elapsed, device, data, None), why)
+            raise DivergedError(f'{rid} diverged, {why}: stopped; kept as {folder / "diverged.json"}, never reused as a result')
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            save_checkpoint(folder / 'checkpoint.pt', model, opt, sched, history, elapsed, data, ema)
+        if on_epoch_end: on_epoch_end(h)
+    batches.set_epoch(cfg.epochs)  # the averaged weights' BatchNorm statistics: one more seeded pass
+    averaged = averaged_network(ema, batches, device, cfg.precision) if ema is not None else None
+    net = averaged if averaged is not None else model  # what the run evaluates and saves
+    metrics = final_metrics(net, data, cfg, device, history) | validation_variants(model, averaged, data, cfg, device)
+    filters = dict(start=filters_at_start, end=learnable_filters(net)) if filters_at_start is not None else None
+    return finish(folder, net, make_record(cfg, rid, metrics, history, elapsed, device, data, filters))
+
 # %% ../nbs/03_train.ipynb #cee2de1c
+@contextlib.contextmanager
+def new_folder(folder: Path):
+    "Remove `folder` again if it is new and still empty when the block fails: an early failure leaves nothing behind."
+    new = not folder.exists()
+    try: yield
+    except BaseException:
+        if new and folder.is_dir() and not any(folder.iterdir()): folder.rmdir()
+        raise
+
 def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0, **params) -> dict:
     "Train one run (`cfg`, or `TrainConfig` fields as keywords); returns its record (the existing one if finished)."
     if cfg is not None and params: raise ValueError(f'train takes a TrainConfig or its fields as keywords, not both: got cfg and {sorted(params)}')
@@ -539,27 +616,13 @@ def train(cfg: TrainConfig | None = None, on_epoch_end=None, progress_every=60.0
     cfg = dataclasses.replace(cfg, precision=run_precision(cfg))  # the record says what ran: 'fp32' or 'bf16'
     rid, folder, device = run_id(cfg), run_dir(cfg), resolve_device(cfg.device)
     check_writable(folder.parent)
-    data = prepare_data(cfg)
-    with run_lock(folder, rid):
+    with new_folder(folder), run_lock(folder, rid):  # a busy or diverged run is refused before the data load
+        check_not_diverged(folder, rid)
         remove_leftovers(folder, rid)
+        if read_record(folder) is None: check_space(folder, run_bytes(cfg))
+        data = prepare_data(cfg)
         if (rec := finished_record(folder, data, rid)) is not None: return rec
-        model, batches, opt, sched = build(cfg, device, data)
-        ema = make_ema(model, cfg.ema)
-        filters_at_start = learnable_filters(model)
-        history, start, elapsed = resume(folder / 'checkpoint.pt', model, opt, sched, data, device, rid, ema)
-        progress = Progress(f'{rid} on {device}', cfg.epochs, start, every=progress_every)
-        for epoch in range(start, cfg.epochs):
-            h = run_epoch(model, batches, opt, sched, cfg, data, device, progress, epoch, ema)
-            elapsed += h['seconds']; history.append(h); progress.epoch(h)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                save_checkpoint(folder / 'checkpoint.pt', model, opt, sched, history, elapsed, data, ema)
-            if on_epoch_end: on_epoch_end(h)
-        batches.set_epoch(cfg.epochs)  # the averaged weights' BatchNorm statistics: one more seeded pass
-        averaged = averaged_network(ema, batches, device, cfg.precision) if ema is not None else None
-        net = averaged if averaged is not None else model  # what the run evaluates and saves
-        metrics = final_metrics(net, data, cfg, device, history) | validation_variants(model, averaged, data, cfg, device)
-        filters = dict(start=filters_at_start, end=learnable_filters(net)) if filters_at_start is not None else None
-        return finish(folder, net, make_record(cfg, rid, metrics, history, elapsed, device, data, filters))
+        return fit(cfg, rid, folder, device, data, on_epoch_end, progress_every)
 
 # %% ../nbs/03_train.ipynb #ea72e4c0
 def load_run_model(folder) -> torch.nn.Module:
