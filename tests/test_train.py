@@ -280,3 +280,13 @@ def test_a_write_that_fills_the_disk_names_the_file(small_disk):
     with pytest.raises(OSError, match=f'{small_disk}/big.pt was not written: the disk is full'):
         atomic_save(torch.zeros(30 * 2**20 // 4), small_disk / 'big.pt')
     assert list(small_disk.iterdir()) == []  # nothing half-written
+
+@pytest.mark.parametrize('model', ['scat_v1_random', 'resnet18_narrow', 'scat_v1_blur'])
+def test_the_controls_train_and_reload(tiny, tmp_path, model):
+    "Issue 28's controls go where scat_v1 goes; the reloaded model (random filters included) scores what the run did."
+    from wavescat.data import load_dataset
+    from wavescat.train import evaluate, load_run_model
+    rec = train(out_dir=str(tmp_path), **{**tiny, 'model': model, 'L': 2, 'epochs': 1, 'precision': 'fp32'})
+    assert rec['run_id'].startswith(f'{model}-L2-n2-s0-')
+    test = load_dataset('cifar10', tiny['data_root'])[1]
+    assert evaluate(load_run_model(tmp_path / rec['run_id']), test, torch.device('cpu'))[1] == rec['metrics']['test_acc']

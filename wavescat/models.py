@@ -10,12 +10,15 @@ from torch import nn
 import torchvision
 
 from .core import check_int
-from .scattering import Scattering, n_scattering_channels
+from .scattering import (MORLET_PARAMS, Scattering, check_shape, lowpass, lowpass_bank, morlet_2d, morlet_params,
+                                 n_scattering_channels, padded_size, periodize, reflect_pad)
 
 # %% auto #0
 __all__ = ['RESNET18_CIFAR_PARAMS', 'NORMS', 'ERA_V1_PARAMS', 'MODELS', 'resnet18_cifar', 'kaiming_init', 'n_params', 'ScatStem',
-           'scat_resnet18_v1', 'norm_layer', 'conv_unit', 'era_block', 'EraV1', 'era_v1', 'scat_era_v1',
-           'ScatInputStem', 'scat_hybrid', 'scat_linear', 'resnet18_regression', 'get_model']
+           'scat_resnet18_v1', 'energy_radius', 'random_filters', 'RandomFilterScattering', 'NarrowStem',
+           'LowpassChannels', 'scat_v1_random', 'resnet18_narrow', 'scat_v1_blur', 'norm_layer', 'conv_unit',
+           'era_block', 'EraV1', 'era_v1', 'scat_era_v1', 'ScatInputStem', 'scat_hybrid', 'scat_linear',
+           'resnet18_regression', 'get_model']
 
 # %% ../nbs/02_models.ipynb #9b3a73d9
 RESNET18_CIFAR_PARAMS = 11_173_962  # the study's count for the 10-class model
@@ -53,6 +56,86 @@ def scat_resnet18_v1(L: int = 4, num_classes: int = 10, learnable: bool = False,
     check_int('L', L, 1, 20)
     m = resnet18_cifar(num_classes)
     m.conv1 = ScatStem(L, learnable=learnable, init=init)
+    return m
+
+# %% ../nbs/02_models.ipynb #aa70e4b5
+def energy_radius(f: torch.Tensor, share: float = 0.99) -> int:
+    "Half-width r of the smallest centred (2r+1)^2 square (periodic grid) with `share` of every filter's energy."
+    e, (M, N) = f.abs() ** 2, f.shape[-2:]
+    for r in range(min(M, N) // 2):
+        i = torch.arange(-r, r + 1)
+        if (e[..., (i % M)[:, None], i % N].sum((-2, -1)) >= share * e.sum((-2, -1))).all(): return r
+    return min(M, N) // 2
+
+# %% ../nbs/02_models.ipynb #9ff5e2e5
+def random_filters(params: dict, padded: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    "Random complex filters (F, M, N) for the Morlet wavelets `params`: their support, norm and zero mean."
+    M, N = padded
+    morlet = morlet_2d(M, N, *(params[k].double() for k in MORLET_PARAMS))
+    r = energy_radius(morlet); k = 2 * r + 1
+    z = torch.complex(*(torch.randn(len(morlet), k, k, generator=generator, dtype=torch.float64) for _ in 'ri'))
+    z = z - z.mean((-2, -1), keepdim=True)
+    z = z * (morlet.norm(dim=(-2, -1)) / z.norm(dim=(-2, -1)))[:, None, None]
+    out, i = torch.zeros(len(morlet), M, N, dtype=torch.complex128), torch.arange(-r, r + 1)
+    out[:, (i % M)[:, None], i % N] = z  # centred on the origin, as the wavelets are
+    return out
+
+# %% ../nbs/02_models.ipynb #bad4f33d
+class RandomFilterScattering(Scattering):
+    "`Scattering` with fixed filters whose wavelets are `random_filters` drawn with `seed`; modulus and low-pass as they were."
+    def __init__(self, J: int, shape: tuple[int, int], L: int = 8, max_order: int = 1, seed: int = 0):
+        super().__init__(J, shape, L, max_order)
+        g = torch.Generator().manual_seed(seed)
+        ph = torch.fft.fft2(random_filters(morlet_params(self.J, self.L), self.padded, g)).reshape(self.J, self.L, *self.padded)
+        for name in [k for k, _ in self.named_buffers() if k.startswith('psi')]:
+            j, res = map(int, name[3:].split('_'))
+            del self._buffers[name]  # registered again, persistent: saved with the weights
+            self.register_buffer(name, periodize(ph[j], res).to(torch.complex64))
+
+# %% ../nbs/02_models.ipynb #6ee84795
+class NarrowStem(nn.Module):
+    "ResNet18's first layer with `width` - `n_zero` learned 3x3 filters; the other `n_zero` channels are zeros."
+    def __init__(self, n_zero: int, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        self.n_zero = n_zero
+        self.conv = kaiming_init(nn.Conv2d(in_channels, width - n_zero, kernel_size=3, stride=1, padding=1, bias=False))
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.cat([y, y.new_zeros(y.shape[0], self.n_zero, *y.shape[2:])], dim=1)
+
+class LowpassChannels(nn.Module):
+    "J=1 scattering's order-0 path: each input channel's Gaussian low-pass at half size, `copies` times in a row."
+    def __init__(self, shape: tuple[int, int], copies: int, J: int = 1):
+        super().__init__()
+        self.J, self.copies, self.shape = J, copies, check_shape(shape, J)
+        A, B = lowpass_bank(J, tuple(padded_size(n, J) for n in self.shape), tuple(n >> J for n in self.shape))[0]
+        self.register_buffer('A', A.float(), persistent=False); self.register_buffer('B', B.float(), persistent=False)
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        with torch.autocast(x.device.type, enabled=False):
+            s = lowpass(reflect_pad(x.reshape(n * c, *self.shape).float(), self.J), self.A, self.B)
+        return s.reshape(n, c, *s.shape[-2:]).repeat_interleave(self.copies, dim=1).to(x.dtype)
+
+# %% ../nbs/02_models.ipynb #de844b89
+def scat_v1_random(L: int = 4, num_classes: int = 10, seed: int = 0) -> nn.Module:
+    "ScatResNet18 v1 with random complex filters (drawn with `seed`) in place of its Morlet wavelets."
+    m = scat_resnet18_v1(L, num_classes)
+    m.conv1.scattering = RandomFilterScattering(1, (32, 32), L, 1, seed)
+    return m
+
+def resnet18_narrow(L: int = 4, num_classes: int = 10) -> nn.Module:
+    "ResNet18 whose first layer has v1's 64 - 3(L+1) learned filters and zeros in place of its scattering channels."
+    check_int('L', L, 1, 20)
+    m = resnet18_cifar(num_classes)
+    m.conv1 = NarrowStem(3 * n_scattering_channels(J=1, L=L, max_order=1))
+    return m
+
+def scat_v1_blur(L: int = 4, num_classes: int = 10) -> nn.Module:
+    "ScatResNet18 v1 whose 3(L+1) scattering channels are the Gaussian low-pass only, L+1 copies per colour."
+    m = scat_resnet18_v1(L, num_classes)
+    m.conv1.scattering = LowpassChannels((32, 32), L + 1)
     return m
 
 # %% ../nbs/02_models.ipynb #6ad78961
@@ -140,6 +223,7 @@ def resnet18_regression(num_outputs: int = 5, pretrained: bool = False) -> nn.Mo
 
 # %% ../nbs/02_models.ipynb #d7237145
 MODELS = {'resnet18': resnet18_cifar, 'scat_v1': scat_resnet18_v1, 'scat_hybrid': scat_hybrid, 'scat_linear': scat_linear, 'era_v1': era_v1, 'scat_era_v1': scat_era_v1,
+          'scat_v1_random': scat_v1_random, 'resnet18_narrow': resnet18_narrow, 'scat_v1_blur': scat_v1_blur,
           'resnet18_regression': resnet18_regression}
 
 def get_model(name: str, **kwargs) -> nn.Module:

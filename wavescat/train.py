@@ -68,7 +68,7 @@ class TrainConfig:
     model: str = param('resnet18', 'the network', f'one of {TRAINABLE}', lambda v: v in TRAINABLE)
     dataset: str = param('cifar10', "the images: 'cifar10' or 'tinyimagenet' (its validation split as the test set)", f'one of {tuple(DATASETS)}',
                          lambda v: v in DATASETS, 'unless default')
-    L: int | None = param(None, 'scattering orientations; required by the models with a scattering front-end',
+    L: int | None = param(None, 'scattering orientations (the controls: as many channels); required by the models that take it',
                           'None or an int in 1..20', lambda v: v is None or _int(1, 20)(v))
     norm: str = param('batch', 'normalisation layers, for the models that choose (era_v1, scat_era_v1)', f'one of {NORMS}',
                       lambda v: v in NORMS, 'unless default')
@@ -130,7 +130,7 @@ def check_field(cfg, name: str):
 def check_combination(cfg: TrainConfig):
     "ValueError naming the parameters of `cfg` that do not go together."
     if takes(cfg.model, 'L') != (cfg.L is not None):
-        raise ValueError(f'Parameter L must be an int in 1..20 for the models with a scattering front-end '
+        raise ValueError(f'Parameter L must be an int in 1..20 for the models with a scattering front-end or its controls '
                          f'({", ".join(m for m in TRAINABLE if takes(m, "L"))}) and None otherwise, got L={cfg.L!r} for {cfg.model!r}')
     if cfg.norm != 'batch' and not takes(cfg.model, 'norm'):
         raise ValueError(f'Parameter norm={cfg.norm!r} needs a model with a choice of normalisation, got {cfg.model!r}')
@@ -440,6 +440,7 @@ def model_kwargs(params: dict) -> dict:
     ds = DATASETS[params.get('dataset', 'cifar10')]  # records written before `dataset` existed are CIFAR-10's
     kw = dict(num_classes=ds['n_classes'], **({'size': ds['size']} if takes(params['model'], 'size') else {}))
     if params['L'] is not None: kw['L'] = params['L']
+    if takes(params['model'], 'seed'): kw['seed'] = params['seed']  # the random-filter control draws its filters from it
     if params.get('norm', 'batch') != 'batch': kw['norm'] = params['norm']
     if params['learnable']: kw.update(learnable=True, init=params['init'])
     return kw
