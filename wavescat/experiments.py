@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 import torch
 
 from .core import is_int, resolve_device
@@ -24,11 +25,11 @@ from .scattering import plot_morlet_filters
 __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS',
            'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
            'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
-           'paired_difference', 'verdict', 'choose_on_validation', 'clipped_errors', 'load_records', 'usual_precision',
-           'record_precision', 'protocol_label', 'model_label', 'load_diverged', 'meets_divergence_rule',
-           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
-           'run_time_text', 'published_verdicts', 'results_markdown', 'comparison', 'comparisons_markdown',
-           'features_markdown']
+           'paired_difference', 'holm', 'wilcoxon_floor', 'verdict', 'choose_on_validation', 'clipped_errors',
+           'load_records', 'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
+           'meets_divergence_rule', 'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline',
+           'plot_headline', 'protocol_text', 'run_time_text', 'published_verdicts', 'results_markdown', 'comparison',
+           'comparisons_markdown', 'features_markdown']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -190,7 +191,7 @@ def seed_summary(df: pd.DataFrame, by='model', value='test_acc') -> pd.DataFrame
 
 # %% ../nbs/04_experiments.ipynb #4e6635ee
 def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='test_acc') -> pd.DataFrame:
-    "Per model: (model - baseline) over the seeds both have: mean, 95 % interval, t-test and Wilcoxon p-values, wins."
+    "Per model: (model - baseline) over the seeds both have: mean, 95 % interval, t-test (raw and Holm), Wilcoxon, wins."
     base = df[df[by] == baseline].set_index('seed')[value]
     rows = {}
     for name, g in df[df[by] != baseline].groupby(by, sort=False):
@@ -203,19 +204,34 @@ def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='
             row.update(zip(('ci95_low', 'ci95_high'), t.confidence_interval(0.95)), p_ttest=t.pvalue,
                        p_wilcoxon=stats.wilcoxon(d).pvalue)
         rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient='index')
+    out = pd.DataFrame.from_dict(rows, orient='index')
+    return out.assign(**holm(out['p_ttest'])) if len(out) else out
+
+def holm(p: pd.Series) -> dict:
+    "Holm's adjustment of the p-values `p` across the comparisons that have one: `p_holm` and the family's size."
+    ok = p.notna()
+    adjusted = pd.Series(np.nan, index=p.index)
+    if ok.any(): adjusted[ok] = multipletests(p[ok], method='holm')[1]
+    return dict(p_holm=adjusted, family=int(ok.sum()))
+
+def wilcoxon_floor(pairs: int) -> float:
+    "The smallest two-sided p of the exact Wilcoxon signed-rank test on `pairs` pairs: all on one side, 2 / 2^n."
+    return 2.0 ** (1 - pairs)
 
 def verdict(row, model: str, baseline: str, unit='points') -> str:
-    "One sentence on a `paired_difference` row, computed from its numbers (significance: the 95 % interval excludes 0)."
-    pairs, wins = int(row['pairs']), int(row['wins'])  # (a row of a mixed frame holds them as floats)
+    "One computed sentence on a `paired_difference` row; significance: the Holm-adjusted t-test p < 0.05."
+    pairs, wins, family = int(row['pairs']), int(row['wins']), int(row.get('family', 1))  # (mixed frames hold floats)
     head = f"{model} vs {baseline} over {pairs} paired seed{'s' * (pairs != 1)}: {row['mean_diff']:+.2f} {unit}"
     if pairs < 2 or np.isnan(row['ci95_low']):
         return head + ' (too few pairs, or no spread, for an interval): no conclusion.'
-    stats_ = (f" (95 % interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}; paired t-test p = {row['p_ttest']:.3g}, "
-              f"Wilcoxon p = {row['p_wilcoxon']:.3g}; better on {wins} of {pairs} seeds)")
-    if row['ci95_low'] > 0: end = f'{model} is better, significantly at the 5 % level.'
-    elif row['ci95_high'] < 0: end = f'{model} is worse, significantly at the 5 % level.'
-    else: end = 'the difference is not significant at the 5 % level.'
+    p = row.get('p_holm', row['p_ttest'])
+    adj = (f', Holm-adjusted over {family} comparisons p = {p:.3g}' if family > 1 else '')
+    floor = f", which cannot go below {wilcoxon_floor(pairs):.3g} with {pairs} pairs" if wilcoxon_floor(pairs) >= 0.05 else ''
+    stats_ = (f" (95 % interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}; paired t-test p = {row['p_ttest']:.3g}{adj}; "
+              f"Wilcoxon p = {row['p_wilcoxon']:.3g}{floor}; better on {wins} of {pairs} seeds)")
+    level = 'at the 5 % level' + (' after the adjustment' if family > 1 else '')
+    if p < 0.05: end = f"{model} is {'better' if row['mean_diff'] > 0 else 'worse'}, significantly {level}."
+    else: end = f'the difference is not significant {level}.'
     return head + stats_ + ': ' + end
 
 # %% ../nbs/04_experiments.ipynb #c3a90557
