@@ -23,13 +23,14 @@ from .scattering import plot_morlet_filters
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS',
-           'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters', 'plot_history',
-           'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval', 'seed_summary',
-           'paired_difference', 'holm', 'wilcoxon_floor', 'verdict', 'choose_on_validation', 'clipped_errors',
-           'load_records', 'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
-           'meets_divergence_rule', 'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline',
-           'plot_headline', 'protocol_text', 'run_time_text', 'published_verdicts', 'results_markdown', 'comparison',
-           'comparisons_markdown', 'features_markdown']
+           'CONTROLS', 'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters',
+           'plot_history', 'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval',
+           'seed_summary', 'paired_difference', 'holm', 'wilcoxon_floor', 'verdict', 'choose_on_validation',
+           'clipped_errors', 'load_records', 'usual_precision', 'record_precision', 'protocol_label', 'model_label',
+           'load_diverged', 'meets_divergence_rule', 'study_tables', 'plot_learning_curves', 'published_200_epochs',
+           'headline', 'plot_headline', 'protocol_text', 'run_time_text', 'published_verdicts', 'results_markdown',
+           'comparison', 'comparisons_markdown', 'features_markdown', 'finished_runs', 'with_holm', 'precision_parity',
+           'controls_table', 'controls_verdicts', 'size_curve', 'size_curve_sentence', 'plot_size_curve', 'l_sweep']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -536,3 +537,102 @@ def features_markdown(csv, runs: pd.DataFrame | None = None, linear='scat_linear
         rows.append(f'| {name} | ' + ' | '.join(f"{c.loc[n, 'mean']:.2f}{_md_num(c.loc[n, 'ci95'], ' ± {:.2f}', missing='')} ({c.loc[n, 'n']})"
                                                 if n in c.index else '–' for n in sizes) + ' |')
     return '\n'.join(rows)
+
+# %% ../nbs/04_experiments.ipynb #3d8b414e
+def finished_runs(df: pd.DataFrame, protocol: str, n_per_class=None) -> pd.DataFrame:
+    "Rows of `load_records` with `protocol`'s label (and `n_per_class`), the full test set and a test accuracy."
+    if df.empty or 'test_acc' not in df: return df.iloc[:0].assign(model_label=[])
+    keep = (df.protocol == protocol) & (df.test_subset == 0) & df.test_acc.notna()
+    if n_per_class is not None: keep &= df.n_per_class == n_per_class
+    runs = df[keep]
+    if runs.dataset_hash.nunique() > 1: raise ValueError(f'{protocol} runs used different data: {sorted(runs.dataset_hash.unique())}')
+    return runs.assign(model_label=[model_label(m, L) for m, L in zip(runs.model, runs.L)])
+
+def with_holm(t: pd.DataFrame) -> pd.DataFrame:
+    "`t` (rows of `paired_difference`) with Holm's adjustment across all its rows."
+    return t.assign(**holm(t['p_ttest'])) if len(t) else t
+
+# %% ../nbs/04_experiments.ipynb #18c6c982
+def precision_parity(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast', n_per_class=100) -> pd.DataFrame:
+    "bf16 minus fp32 test accuracy per model, paired by seed: `paired_difference` rows, Holm across the models."
+    runs = pd.concat([finished_runs(df, p, n_per_class) for p in (protocol, f'{protocol}, precision=bf16')])
+    parts = [paired_difference(runs[runs.model_label == m], baseline=protocol, by='protocol').assign(model=m)
+             for m in models if (runs.model_label == m).any()]
+    return with_holm(pd.concat(parts).set_index('model')) if parts else pd.DataFrame()
+
+# %% ../nbs/04_experiments.ipynb #17e37dd4
+CONTROLS = ('scat_v1_random', 'resnet18_narrow', 'scat_v1_blur')
+
+def controls_table(df: pd.DataFrame, L=8, protocol='fast', n_per_class=100) -> pd.DataFrame:
+    "Each control at `L` paired with resnet18 and with scat_v1 at `L`: one row each, Holm across all of them."
+    runs, rows = finished_runs(df, protocol, n_per_class), []
+    for ctrl in (f'{c} L={L}' for c in CONTROLS):
+        for base in ('resnet18', f'scat_v1 L={L}'):
+            p = paired_difference(runs[runs.model_label.isin([ctrl, base])], baseline=base, by='model_label')
+            if ctrl in p.index: rows.append(p.loc[[ctrl]].assign(control=ctrl, against=base))
+    return with_holm(pd.concat(rows).reset_index(drop=True)) if rows else pd.DataFrame()
+
+def controls_verdicts(t: pd.DataFrame) -> list[str]:
+    "The computed sentence of each row of `controls_table`."
+    return [verdict(r, r.control, r.against) for _, r in t.iterrows()]
+
+# %% ../nbs/04_experiments.ipynb #39eda1a0
+def size_curve(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast') -> pd.DataFrame:
+    "Per subset size: each model's seeds, mean and 95 % interval, and the paired gain of `models[1]` over `models[0]`."
+    runs, rows = finished_runs(df, protocol), []
+    runs = runs[runs.model_label.isin(models)]
+    for n, g in runs.groupby('n_per_class'):
+        s = seed_summary(g, by='model_label')
+        if not set(models) <= set(s.index): continue
+        p = paired_difference(g, baseline=models[0], by='model_label').loc[models[1]]
+        rows.append(dict(n_per_class=n, **{f'{k}_{i}': s.loc[m, k] for i, m in enumerate(models) for k in ('n', 'mean', 'ci95')},
+                         **p[['pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest']].to_dict()))
+    cols = ['n_per_class', 'n_0', 'mean_0', 'ci95_0', 'n_1', 'mean_1', 'ci95_1', 'pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest']
+    return with_holm(pd.DataFrame(rows, columns=cols)).assign(models=[models] * len(rows))
+
+# %% ../nbs/04_experiments.ipynb #b3d32fdd
+def size_curve_sentence(curve: pd.DataFrame) -> str:
+    "Where the paired gain's 95 % interval holds 0 (and where it does not), computed from `size_curve`."
+    if curve.empty: return 'No subset size has finished runs of both models yet.'
+    (a, b), c = curve.models.iloc[0], curve.dropna(subset=['ci95_low'])
+    pos, zero, neg = (c.n_per_class[m].tolist() for m in (c.ci95_low > 0, (c.ci95_low <= 0) & (c.ci95_high >= 0), c.ci95_high < 0))
+    parts = [f'{b} beats {a} (the interval above 0) at {pos} per class' if pos else '',
+             f'the interval holds 0 at {zero}' if zero else '', f'{b} is worse at {neg}' if neg else '']
+    text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
+    return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}.'
+
+# %% ../nbs/04_experiments.ipynb #452d768b
+def plot_size_curve(curve: pd.DataFrame, epochs_text: str = '', path=None):
+    "Both models' accuracy against the subset size (log axis), and the paired gain with its 95 % interval."
+    a, b = curve.models.iloc[0]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, m in enumerate((a, b)):
+        a1.errorbar(curve.n_per_class, curve[f'mean_{i}'], yerr=clipped_errors(curve[f'mean_{i}'], curve[f'ci95_{i}']), fmt='o-', capsize=4, label=m)
+    a1.set(xscale='log', xlabel='training images per class', ylabel='test accuracy (%)', title=f'both models{epochs_text}')
+    lo, hi = curve.mean_diff - curve.ci95_low, curve.ci95_high - curve.mean_diff
+    a2.errorbar(curve.n_per_class, curve.mean_diff, yerr=[lo.fillna(0), hi.fillna(0)], fmt='o-', color='C2', capsize=4)
+    a2.axhline(0, color='r', lw=1)
+    a2.set(xscale='log', xlabel='training images per class', ylabel=f'{b} - {a} (points)', title='paired gain, 95 % interval')
+    for ax in (a1, a2): ax.grid(alpha=0.3)
+    a1.legend(fontsize=8); fig.tight_layout()
+    if path: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/04_experiments.ipynb #5ece0f26
+def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
+    "Per L: seeds, mean, 95 % interval and the paired comparison with the best L; and the computed sentence."
+    runs = finished_runs(df, protocol, n_per_class)
+    runs = runs[runs.model == model].assign(L=lambda d: d.L.astype(int))
+    if runs.L.nunique() < 2: return pd.DataFrame(), f'Fewer than two values of L have finished {protocol} runs.'
+    s = seed_summary(runs, by='L').sort_index()
+    best = int(s['mean'].idxmax())
+    vs = with_holm(paired_difference(runs, baseline=best, by='L'))
+    table = s.join(vs[['pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest', 'p_holm']])
+    groups = [g.test_acc.values for _, g in runs.groupby('L') if len(g) >= 2]
+    anova = stats.f_oneway(*groups) if len(groups) >= 2 else None
+    worse = [int(L) for L, r in vs.iterrows() if r.p_holm < 0.05]
+    text = (f"One-way ANOVA across {len(groups)} values of L (2+ seeds each): F = {anova.statistic:.2f}, p = {anova.pvalue:.3g}"
+            f" ({'accuracy depends on L' if anova.pvalue < 0.05 else 'no dependence on L shows'} at the 5 % level). "
+            if anova else '') + (f'The best mean is at L={best}; ' + (f'L = {worse} are worse than it (paired, Holm-adjusted p < 0.05).'
+                                  if worse else 'no L differs from it significantly (paired, Holm-adjusted).'))
+    return table, text
