@@ -1,4 +1,4 @@
-import os, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -26,3 +26,17 @@ def run_python(code: str, **env) -> str:
                          env={**os.environ, **env}, timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+NBS = ROOT / 'nbs'
+
+def execute(name, out_path, **params):
+    "Run the notebook `nbs/name` headlessly with papermill (parameters injected), from nbs/ as JupyterLab would."
+    import papermill as pm
+    return pm.execute_notebook(str(NBS / name), str(out_path), parameters=params, kernel_name='python3',
+                               cwd=str(NBS), progress_bar=False, log_output=False)
+
+def errors(nb):
+    "The error outputs of an executed notebook."
+    return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
+
+def outputs_text(nb) -> str: return json.dumps([c.get('outputs') for c in nb.cells])

@@ -107,7 +107,7 @@ def test_corrupt_pickle_is_an_error(tmp_path, cache):
     from wavescat.data import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=1, n_test=1)
     (fake['batches'] / 'cifar-10-batches-py' / 'data_batch_3').write_bytes(b'garbage')
-    with pytest.raises(Exception): load_cifar10(fake['batches'], cache=cache)
+    with pytest.raises(ValueError, match=r'data_batch_3 is not a readable CIFAR-10 batch'): load_cifar10(fake['batches'], cache=cache)
 
 @pytest.mark.parametrize('bad', [0, 6, 2.5, '100', None, -1])
 def test_bad_n_per_class(fake_cifar, cache, bad):

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 pm = pytest.importorskip('papermill')
+from conftest import execute, errors, outputs_text
 NBS = Path(__file__).resolve().parents[1] / 'nbs'
 pytestmark = pytest.mark.slow
 
@@ -15,12 +16,6 @@ def env(fake_cifar, tmp_path_factory):
         yield dict(tmp=tmp, out=tmp / 'runs', common=dict(n_per_class=2, epochs=1, batch_size=10, test_subset=10,
                    data_root=str(fake_cifar['batches']), download=False, out_dir=str(tmp / 'runs'), device='cpu'))
 
-def execute(name, out_path, **params):
-    return pm.execute_notebook(str(NBS / name), str(out_path), parameters=params, kernel_name='python3',
-                               cwd=str(NBS), progress_bar=False, log_output=False)
-
-def errors(nb):
-    return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
 
 def test_baseline(env):
     nb = execute('baseline.ipynb', env['tmp'] / 'baseline.ipynb', **env['common'])
@@ -76,7 +71,6 @@ def test_scat_v1_learnable(env, tmp_path):
     assert rec['filters']['start'] != rec['filters']['end']  # training moved them
     assert (folder / 'filters_start_end.png').stat().st_size > 3_000  # a 2x2 grid of filters
 
-def outputs_text(nb) -> str: return json.dumps([c.get('outputs') for c in nb.cells])
 
 def test_is_random_runs_a_sweep_then_reuses_it(env, tmp_path):
     common = {**env['common'], 'out_dir': str(tmp_path / 'runs')}
@@ -133,8 +127,12 @@ def test_bad_L_in_scat_v1(env, tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match='Parameter L must be None or an int in 1..20'):
         execute('scat_v1.ipynb', tmp_path / 'bad.ipynb', L=21, **env['common'])
 
-def test_report_parameters():
-    assert set(pm.inspect_notebook(str(NBS / 'report.ipynb'))) == {'out_dir', 'figures_dir', 'protocol', 'n_per_class', 'era_augment'}
+@pytest.mark.parametrize('name', ['report.ipynb', 'features.ipynb', 'deformation.ipynb', 'biomass.ipynb'])
+def test_a_misspelt_parameter_stops_the_validation_cell(tmp_path, name):
+    "The notebooks with parameters of their own check them with `check_known`: the name, the known ones, before any work."
+    with pytest.raises(pm.PapermillExecutionError, match="Unknown parameter 'nonsense'; this notebook takes ") as e:
+        execute(name, tmp_path / name, nonsense=1)
+    assert 'check_known(params' in str(e.value)
 
 def _params_cell(name) -> str:
     nb = json.loads((NBS / name).read_text())
@@ -191,7 +189,7 @@ def test_features_study_resumes(env, tmp_path):
     assert not errors(nb)
     import pandas as pd
     rows = pd.read_csv(tmp_path / 'features' / 'study-J2-L2-o1.csv')
-    assert len(rows) == 2 * 2 * 2 and rows.test_acc.between(0, 100).all()
+    assert len(rows) == 2 * 2 * 2 and set(rows.classifier) == {'logistic', 'random_forest'}
     assert (tmp_path / 'features' / 'features-J2-L2-o1.png').stat().st_size > 10_000
     stores = sorted(p.name.split('-')[:3] for p in (tmp_path / 'features' / 'cv-J2-L2-o1').glob('*.json'))
     assert stores == [['logistic', f'{n}pc', f'seed{s}'] for n in (2, 3) for s in (0, 1)]  # each search's CV scores, kept

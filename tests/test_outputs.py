@@ -41,3 +41,14 @@ def test_committed_run_ids_recompute_from_their_params():
         assert set(params) <= names, (f, set(params) - names)
         if (rid := run_id(check_config(**params))) != f.parent.name or rid != rec['run_id']: wrong[f.parent.name] = rid
     assert wrong == {}, f'run ids that no longer follow from their records: {wrong}'
+
+def test_the_executed_report_read_every_committed_record():
+    "outputs/report.ipynb must be re-executed whenever records are committed: it prints the digest of the ids it read."
+    from wavescat.experiments import records_digest
+    files = subprocess.run(['git', 'ls-files', 'outputs/runs/*/record.json'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    ids = [Path(f).parent.name for f in files]
+    text = json.dumps([c.get('outputs') for c in json.loads((ROOT / 'outputs' / 'report.ipynb').read_text())['cells']])
+    m = re.search(r'(\d+) runs from [^,]+, made in \d+ software environment\(s\); records digest ([0-9a-f]{12})', text)
+    assert m, 'outputs/report.ipynb does not say which records it read: re-execute it'
+    assert (int(m[1]), m[2]) == (len(ids), records_digest(ids)), \
+        f'outputs/report.ipynb read {m[1]} records, {len(ids)} are committed: re-execute it (./run papermill nbs/report.ipynb outputs/report.ipynb)'

@@ -5,14 +5,10 @@ import pytest
 import torch
 
 pm = pytest.importorskip('papermill')
+from conftest import execute, errors, outputs_text
 NBS = Path(__file__).resolve().parents[1] / 'nbs'
 pytestmark = pytest.mark.slow
 
-def execute(name, out_path, **params):
-    return pm.execute_notebook(str(NBS / name), str(out_path), parameters=params, kernel_name='python3',
-                               cwd=str(NBS), progress_bar=False, log_output=False)
-
-def outputs_text(nb) -> str: return json.dumps([c.get('outputs') for c in nb.cells])
 
 def test_biomass_runs_end_to_end_on_the_fake_layout(tmp_path):
     from wavescat.data import make_fake_biomass

@@ -146,7 +146,10 @@ def find_cifar10(root=None) -> tuple[str, Path]:
 
 # %% ../nbs/00_data.ipynb #5ee26903
 def _unpickle(f):
-    with open(f, 'rb') as fh: d = pickle.load(fh, encoding='latin1')
+    try:
+        with open(f, 'rb') as fh: d = pickle.load(fh, encoding='latin1')
+    except (pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise ValueError(f'{f} is not a readable CIFAR-10 batch ({type(e).__name__}: {e}); copy it again from the release') from None
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 def read_batches(folder) -> tuple[ImageSet, ImageSet]:

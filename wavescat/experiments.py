@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_experiments.ipynb #192d12e6
 from __future__ import annotations
-import dataclasses, json, math, warnings
+import dataclasses, hashlib, json, math, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,20 +23,27 @@ from .scattering import plot_morlet_filters
 
 # %% auto #0
 __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS',
-           'CONTROLS', 'notebook_params', 'check_study', 'experiment_config', 'parameters_cell', 'write_parameters',
-           'plot_history', 'plot_first_layer', 'plot_learned_filters', 'plot_misclassified', 't_interval',
-           'seed_summary', 'paired_difference', 'holm', 'wilcoxon_floor', 'verdict', 'choose_on_validation',
-           'clipped_errors', 'load_records', 'usual_precision', 'record_precision', 'protocol_label', 'model_label',
-           'load_diverged', 'meets_divergence_rule', 'study_tables', 'plot_learning_curves', 'published_200_epochs',
-           'headline', 'plot_headline', 'protocol_text', 'run_time_text', 'published_verdicts', 'results_markdown',
-           'comparison', 'comparisons_markdown', 'features_markdown', 'finished_runs', 'with_holm', 'precision_parity',
-           'controls_table', 'controls_verdicts', 'size_curve', 'size_curve_sentence', 'plot_size_curve', 'l_sweep']
+           'CONTROLS', 'notebook_params', 'check_known', 'check_study', 'experiment_config', 'parameters_cell',
+           'write_parameters', 'plot_history', 'plot_first_layer', 'plot_learned_filters', 'plot_misclassified',
+           't_interval', 'seed_summary', 'paired_difference', 'holm', 'wilcoxon_floor', 'verdict',
+           'choose_on_validation', 'clipped_errors', 'load_records', 'records_digest', 'usual_precision',
+           'record_precision', 'protocol_label', 'model_label', 'load_diverged', 'meets_divergence_rule',
+           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
+           'run_time_text', 'published_verdicts', 'results_markdown', 'comparison', 'comparisons_markdown',
+           'features_markdown', 'finished_runs', 'with_holm', 'precision_parity', 'controls_table', 'controls_verdicts',
+           'size_curve', 'size_curve_sentence', 'plot_size_curve', 'l_sweep']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
     "Public names defined in `namespace` since `before` was taken (the parameters cell and papermill's injection)."
     return {k: v for k, v in namespace.items() if k not in before and not k.startswith('_')
             and not callable(v) and type(v).__name__ != 'module'}
+
+def check_known(params: dict, known) -> dict:
+    "`params`, unless one is not in `known`: then a ValueError naming it and the known ones (papermill passes any name)."
+    if unknown := sorted(set(params) - set(known)):
+        raise ValueError(f'Unknown parameter {unknown[0]!r}; this notebook takes {", ".join(known)}')
+    return params
 
 STUDY_RULES = {
     'Ls': (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(CONFIG_RULES['L'][0](x) and x is not None for x in v),
@@ -287,7 +294,11 @@ def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
         except (KeyError, TypeError, AttributeError) as e: warnings.warn(f'Skipping a run: {f} is not a complete run record (no {e})')
     return pd.DataFrame(rows)
 
-_NAMED = ('model', 'L', 'n_per_class', 'seed', 'epochs')  # shown in their own columns
+def records_digest(run_ids) -> str:
+    "A short hash of a set of run ids: an executed report prints it, and a test compares it with the committed records."
+    return hashlib.sha1('\n'.join(sorted(run_ids)).encode()).hexdigest()[:12]
+
+_NAMED = ('model', 'L', 'n_per_class', 'seed')  # shown in their own columns (epochs too, but a shorter run is another recipe)
 
 def usual_precision(device: str) -> str:
     "The precision every run on `device` had before `precision` existed: bf16 autocast on CUDA, fp32 elsewhere."

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import memory_format, resolve_device
-from .data import BIOMASS_TARGETS, CIFAR10_MEAN, CIFAR10_STD
+from .data import BIOMASS_TARGETS, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
 __all__ = ['TARGET_SCALE', 'BIOMASS_WEIGHTS', 'crops', 'crop_offsets', 'weighted_r2', 'predict', 'fit_regression']
@@ -19,13 +19,13 @@ __all__ = ['TARGET_SCALE', 'BIOMASS_WEIGHTS', 'crops', 'crop_offsets', 'weighted
 TARGET_SCALE = 2000.0  # grams -> training targets
 
 def crops(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, crop: int = 448, out: int = 224) -> torch.Tensor:
-    "Crop `crop` x `crop` at (`tops`, `lefts`) of each uint8 image in `x`, resize to `out`, normalise: float (B, 3, out, out)."
+    "Crop, resize to `out`, normalise by ImageNet's statistics (the ResNet18's weights'): float (B, 3, out, out)."
     r = tops[:, None] + torch.arange(crop, device=x.device)
     c = lefts[:, None] + torch.arange(crop, device=x.device)
     b = torch.arange(len(x), device=x.device)[:, None, None]
     patch = x[b, :, r[:, :, None], c[:, None, :]].permute(0, 3, 1, 2).float()
     patch = F.interpolate(patch, size=(out, out), mode='bilinear', antialias=True, align_corners=False)
-    mean, std = (torch.tensor(s, device=x.device).view(1, 3, 1, 1) * 255 for s in (CIFAR10_MEAN, CIFAR10_STD))
+    mean, std = (torch.tensor(s, device=x.device).view(1, 3, 1, 1) * 255 for s in (IMAGENET_MEAN, IMAGENET_STD))
     return (patch - mean) / std
 
 def crop_offsets(x: torch.Tensor, train: bool, generator: torch.Generator | None = None, crop: int = 448):
