@@ -1,10 +1,10 @@
-"The README's commands: what a new user copies must behave as the README says."
+"The README's and docs/' commands: what a new user copies must behave as the page says."
 import re
 from pathlib import Path
 import papermill as pm
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / 'README.md').read_text()
+README = '\n'.join(p.read_text() for p in [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))])
 
 def test_every_papermill_command_logs_its_output():
     "Without --log-output papermill prints nothing until the notebook ends: the main command would look hung for hours."
@@ -28,3 +28,12 @@ def test_list_parameters_go_through_yaml():
     values = re.findall(r'-p \w+ ("[^"]*"|\'[^\']*\'|[^\s`)]+)', README)
     assert len(values) >= 20, values
     assert [v for v in values if v.strip('"\'').lstrip().startswith(('[', '{'))] == []
+
+
+def test_the_pages_link_to_pages_that_exist():
+    "The front page is short and links to the rest: every relative link of README.md and docs/*.md must resolve."
+    pages = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
+    broken = [(p.name, link) for p in pages for link in re.findall(r'\]\(([^)#:]+)(?:#[^)]*)?\)', p.read_text())
+              if not (p.parent / link).exists()]
+    assert len(pages) >= 5 and broken == [], broken
+    assert len((ROOT / 'README.md').read_text().splitlines()) <= 150

@@ -26,12 +26,13 @@ __all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'PUBLISHED
            'CONTROLS', 'notebook_params', 'check_known', 'check_study', 'experiment_config', 'parameters_cell',
            'write_parameters', 'plot_history', 'plot_first_layer', 'plot_learned_filters', 'plot_misclassified',
            't_interval', 'seed_summary', 'paired_difference', 'holm', 'wilcoxon_floor', 'verdict',
-           'choose_on_validation', 'clipped_errors', 'load_records', 'records_digest', 'usual_precision',
-           'record_precision', 'protocol_label', 'model_label', 'load_diverged', 'meets_divergence_rule',
-           'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline', 'plot_headline', 'protocol_text',
-           'run_time_text', 'published_spread', 'published_verdicts', 'results_markdown', 'comparison',
-           'comparisons_markdown', 'features_markdown', 'finished_runs', 'with_holm', 'precision_parity',
-           'controls_table', 'controls_verdicts', 'size_curve', 'size_curve_sentence', 'plot_size_curve', 'l_sweep']
+           'choose_on_validation', 'clipped_errors', 'intro_markdown', 'load_records', 'records_digest',
+           'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
+           'meets_divergence_rule', 'study_tables', 'plot_learning_curves', 'published_200_epochs', 'headline',
+           'plot_headline', 'protocol_text', 'run_time_text', 'published_spread', 'published_verdicts',
+           'results_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
+           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'controls_table', 'controls_verdicts',
+           'size_curve', 'size_curve_sentence', 'plot_size_curve', 'l_sweep']
 
 # %% ../nbs/04_experiments.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -275,6 +276,17 @@ PUBLISHED = {
     'full_data': {('resnet18', None): (94.14, 94.89), ('scat_v1', 4): (93.46, 94.19), ('scat_v1', 10): (93.97, 94.55)},  # (test, val)
 }
 
+# %% ../nbs/04_experiments.ipynb #3e630419
+def intro_markdown() -> str:
+    "The front page's first sentences, with the model's size and the published figures from their one source."
+    from wavescat.models import RESNET18_CIFAR_PARAMS
+    L4 = PUBLISHED['scat_v1_L_sweep_100'][4]
+    return (f"A CIFAR-10 ResNet18 ({RESNET18_CIFAR_PARAMS:,} parameters) against ScatResNet18 v1, which gives 3(L+1) of its 64 "
+            'first-layer channels to a fixed J=1 Morlet scattering transform, trained on 10 to 5000 images per class: seeded, '
+            'class-balanced, nested subsets, the full test set, every comparison paired over seeds. The original authors reported, '
+            f"at 100 images per class, {PUBLISHED['baseline'][100]:.2f} % for the baseline and {L4:.2f} % for v1 at L=4 in one run "
+            f"({PUBLISHED['is_random_100'][4][0]:.2f} % over 6 seeds).")
+
 # %% ../nbs/04_experiments.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
     d = r.get('data', {})
@@ -508,6 +520,35 @@ def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
     rows += ['', timing] if timing else []
     return '\n'.join(rows + ['', f'![test accuracy per model and seed, and the paired differences]({figure})'])
 
+# %% ../nbs/04_experiments.ipynb #70ae3103
+def finding(h: dict) -> str:
+    "One computed sentence: which models beat the baseline, lose to it or are not distinguishable, after Holm's adjustment."
+    p = h['paired']
+    if p.empty: return f"No paired comparison with {h['baseline']} yet."
+    sig, fam = p.p_holm < 0.05, int(p.family.iloc[0])
+    name = lambda rows: ' and '.join(f'{m} ({r.mean_diff:+.2f})' for m, r in rows.iterrows())
+    parts = [f"{name(p[sig & (p.mean_diff > 0)])} beat{'s' * (int((sig & (p.mean_diff > 0)).sum()) == 1)} {h['baseline']}"
+             if (sig & (p.mean_diff > 0)).any() else '',
+             f"{name(p[sig & (p.mean_diff < 0)])} lose{'s' * (int((sig & (p.mean_diff < 0)).sum()) == 1)} to it"
+             if (sig & (p.mean_diff < 0)).any() else '',
+             f"{name(p[~sig])}: no significant difference" if (~sig).any() else '']
+    pairs = sorted(set(p.pairs.astype(int)))
+    return (f"**Finding:** {'; '.join(x for x in parts if x)} (points, paired over {' or '.join(map(str, pairs))} seeds; "
+            f"significance after Holm's adjustment over {fam} comparison{'s' * (fam != 1)}).")
+
+def front_markdown(h: dict, figure: str) -> str:
+    "The front page's block for a `headline`: its finding, one table, the figure."
+    if h['summary'].empty: return f"No finished `{h['protocol']}` runs at {h['n_per_class']} per class are committed yet."
+    s, p, b = h['summary'], h['paired'], h['baseline']
+    rows = [finding(h), '', f'| model | seeds | test accuracy (%), mean ± 95 % | minus {b} (points, 95 % interval) | Holm p |',
+            '|---|---|---|---|---|']
+    for m, r in s.iterrows():
+        d = p.loc[m] if m in p.index else None
+        diff = '–' if d is None else f"{d.mean_diff:+.2f} ({_md_num(d.ci95_low, '{:+.2f}')} to {_md_num(d.ci95_high, '{:+.2f}')})"
+        rows.append(f"| {m} | {int(r.n)} | {r['mean']:.2f} {_md_num(r.ci95, '± {:.2f}', '')} | {diff} | "
+                    f"{'–' if d is None else _md_num(d.p_holm, '{:.2g}')} |")
+    return '\n'.join(rows + ['', f'![{h["protocol"]}: test accuracy per model and seed, and the paired differences]({figure})'])
+
 # %% ../nbs/04_experiments.ipynb #5f6c0d40
 COMPARISONS = {  # name: the baseline, the models (as `model_label` names them), the augmentation if not the protocol's
     'small net': dict(baseline='era_v1', models=('era_v1', 'scat_era_v1 L=4'), augment='era'),
@@ -569,6 +610,16 @@ def precision_parity(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), proto
     parts = [paired_difference(runs[runs.model_label == m], baseline=protocol, by='protocol').assign(model=m)
              for m in models if (runs.model_label == m).any()]
     return with_holm(pd.concat(parts).set_index('model')) if parts else pd.DataFrame()
+
+# %% ../nbs/04_experiments.ipynb #5d880b04
+def parity_markdown(df: pd.DataFrame) -> str:
+    "The precision parity table (`precision_parity`) and its computed sentences."
+    t = precision_parity(df)
+    if t.empty: return 'No model has `fast` runs in both fp32 and bf16 on the same seeds yet.'
+    rows = ['| model | pairs | bf16 minus fp32 (points) | 95 % interval | Holm p |', '|---|---|---|---|---|']
+    rows += [f"| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {_md_num(r.ci95_low, '{:+.2f}')} to {_md_num(r.ci95_high, '{:+.2f}')} | "
+             f"{_md_num(r.p_holm, '{:.2g}')} |" for m, r in t.iterrows()]
+    return '\n'.join(rows + [''] + [f'- {verdict(r, f"{m} in bf16", f"{m} in fp32")}' for m, r in t.iterrows()])
 
 # %% ../nbs/04_experiments.ipynb #17e37dd4
 CONTROLS = ('scat_v1_random', 'resnet18_narrow', 'scat_v1_blur')
