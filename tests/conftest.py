@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='session')
 def fake_cifar(tmp_path_factory):
     "A tiny CIFAR-10 in both layouts (5 train, 2 test images per class)."
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     return make_fake_cifar10(tmp_path_factory.mktemp('fake_cifar'), n_train=5, n_test=2)
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 import os, pickle, shutil, time
 from pathlib import Path
 import pytest, torch
-from wavescat.data import (CIFAR10_CLASSES, Batches, DataNotFoundError, ImageSet, load_cifar10, subsample,
-                           indices_hash)
+from wavescat.cifar10 import CIFAR10_CLASSES, load_cifar10
+from wavescat.data import Batches
+from wavescat.images import DataNotFoundError, ImageSet
+from wavescat.subsets import subsample, indices_hash
 from conftest import run_python
 
 @pytest.mark.parametrize('layout', ['batches', 'imagefolder'])
@@ -26,7 +28,7 @@ def test_the_official_folder_itself_is_accepted(fake_cifar, cache):
 
 def test_jpeg_tree_and_grayscale_converted(tmp_path, cache):
     from PIL import Image
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=3, n_test=1, fmt='jpg')
     gray = fake['imagefolder'] / 'train' / 'cat' / '0009.jpg'
     Image.open(gray).convert('L').save(gray)
@@ -39,7 +41,7 @@ def test_jpeg_tree_and_grayscale_converted(tmp_path, cache):
     assert err.max() < 4 and not torch.equal(train.x[:9], fake['arrays'][0][:9])
 
 def test_cache_is_used_then_invalidated_by_a_changed_source(tmp_path, cache):
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=2, n_test=1)
     root = fake['imagefolder']
     load_cifar10(root, cache=cache)
@@ -79,7 +81,7 @@ def test_wrong_layout_is_explained(tmp_path, cache):
         load_cifar10(tmp_path, cache=cache)
 
 def test_wrong_class_folders_are_named(tmp_path, cache):
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=1, n_test=1)
     (fake['imagefolder'] / 'train' / 'cat').rename(fake['imagefolder'] / 'train' / 'kitten')
     with pytest.raises(ValueError, match=r"missing \['cat'\], unexpected \['kitten'\]"):
@@ -87,7 +89,7 @@ def test_wrong_class_folders_are_named(tmp_path, cache):
 
 @pytest.mark.parametrize('fmt', ['jpg', 'png'])
 def test_corrupt_image_is_named(tmp_path, cache, fmt):
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=2, n_test=1, fmt=fmt)
     bad = fake['imagefolder'] / 'train' / 'dog' / f'0010.{fmt}'
     bad.write_bytes(bad.read_bytes()[:40])
@@ -96,7 +98,7 @@ def test_corrupt_image_is_named(tmp_path, cache, fmt):
 
 def test_wrong_image_size_is_named(tmp_path, cache):
     from PIL import Image
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=2, n_test=1)
     big = fake['imagefolder'] / 'test' / 'frog' / '0006.png'
     Image.new('RGB', (40, 32)).save(big)
@@ -104,7 +106,7 @@ def test_wrong_image_size_is_named(tmp_path, cache):
         load_cifar10(fake['imagefolder'], cache=cache)
 
 def test_corrupt_pickle_is_an_error(tmp_path, cache):
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=1, n_test=1)
     (fake['batches'] / 'cifar-10-batches-py' / 'data_batch_3').write_bytes(b'garbage')
     with pytest.raises(ValueError, match=r'data_batch_3 is not a readable CIFAR-10 batch'): load_cifar10(fake['batches'], cache=cache)
@@ -116,7 +118,7 @@ def test_bad_n_per_class(fake_cifar, cache, bad):
         subsample(train, bad, seed=0)
 
 def test_subsets_are_identical_in_two_fresh_processes(fake_cifar):
-    code = ('from wavescat.data import *; import torch; torch.manual_seed({s}); '
+    code = ('from wavescat.cifar10 import load_cifar10; from wavescat.subsets import subsample; from wavescat.data import Batches; import torch; torch.manual_seed({s}); '
             f'tr, _ = load_cifar10({str(fake_cifar["batches"])!r}); '
             'a, v = subsample(tr, 3, seed=7, val_per_class=1); b = Batches(a, 8, shuffle=True, augment="basic", seed=7); '
             'x, y = next(iter(b)); print(a.idx.tolist(), v.idx.tolist(), y.tolist(), float(x.sum()))')

@@ -2,7 +2,8 @@
 import importlib.util, json, os, subprocess, sys
 import numpy as np, pytest, torch
 from conftest import ROOT
-from wavescat.data import content_hash, data_name, load_cifar10, subsample
+from wavescat.cifar10 import load_cifar10
+from wavescat.subsets import content_hash, data_name, subsample
 
 TOOL = ROOT / 'tools' / 'device_runs.py'
 

@@ -30,7 +30,7 @@ def test_executed_notebooks_name_themselves():
 def test_committed_run_ids_recompute_from_their_params():
     "A committed run id never changes meaning: every record's id is its params' id under today's `run_id`."
     import dataclasses
-    from wavescat.train import TrainConfig, check_config, run_id
+    from wavescat.config import TrainConfig, check_config, run_id
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     recs = sorted((ROOT / 'outputs' / 'runs').glob('*/record.json'))
     assert len(recs) >= 147, len(recs)
@@ -44,7 +44,7 @@ def test_committed_run_ids_recompute_from_their_params():
 
 def test_the_executed_report_read_every_committed_record():
     "outputs/report.ipynb must be re-executed whenever records are committed: it prints the digest of the ids it read."
-    from wavescat.experiments import records_digest
+    from wavescat.results import records_digest
     files = subprocess.run(['git', 'ls-files', 'outputs/runs/*/record.json'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     ids = [Path(f).parent.name for f in files]
     text = json.dumps([c.get('outputs') for c in json.loads((ROOT / 'outputs' / 'report.ipynb').read_text())['cells']])

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_biomass_runs_end_to_end_on_the_fake_layout(tmp_path):
-    from wavescat.data import make_fake_biomass
+    from wavescat.biomass import make_fake_biomass
     root = make_fake_biomass(tmp_path / 'bio', n_images=6, size=(460, 900))
     nb = execute('biomass.ipynb', tmp_path / 'biomass.ipynb', data_root=str(root), epochs=2, batch_size=4,
                  pretrained=False, device='cpu', out_dir=str(tmp_path / 'runs'))

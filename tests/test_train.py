@@ -1,7 +1,9 @@
 "Training-loop behaviour that needs several runs: resume after an interruption, skip finished runs."
 import json, os
 import pytest, torch
-from wavescat.train import train, check_config, run_dir, read_record
+from wavescat.config import check_config, run_dir
+from wavescat.runs import read_record
+from wavescat.train import train
 
 class Interrupt(Exception): pass
 
@@ -92,7 +94,7 @@ def _interrupt_at(epoch):
 
 def test_finished_run_on_other_data_is_not_reused(tiny, tmp_path):
     "1: same parameters, same out_dir, other data: an error naming both sources, not the old record."
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     train(out_dir=str(tmp_path / 'runs'), **tiny)
     other = make_fake_cifar10(tmp_path / 'other', n_train=5, n_test=2, seed=1)
     with pytest.raises(ValueError, match=r'was made on other data: batches/cifar-10-batches-py \(content hash [0-9a-f]{16}, '
@@ -100,7 +102,7 @@ def test_finished_run_on_other_data_is_not_reused(tiny, tmp_path):
         train(out_dir=str(tmp_path / 'runs'), **{**tiny, 'data_root': str(other['batches'])})
 
 def test_checkpoint_made_on_other_data_is_not_resumed(tiny, tmp_path):
-    from wavescat.data import make_fake_cifar10
+    from wavescat.cifar10 import make_fake_cifar10
     with pytest.raises(Interrupt): train(out_dir=str(tmp_path), on_epoch_end=_interrupt_at(1), **tiny)
     other = make_fake_cifar10(tmp_path / 'other', n_train=5, n_test=2, seed=1)
     with pytest.raises(ValueError, match='checkpoint.pt was made on other data'):
@@ -252,7 +254,7 @@ def test_fast_protocol_is_the_committed_choice():
     "PROTOCOLS['fast'] is what nbs/protocol.ipynb chose on validation data (outputs/protocol.json); fields added later are off."
     import dataclasses
     from pathlib import Path
-    from wavescat.train import PROTOCOLS, TrainConfig
+    from wavescat.config import PROTOCOLS, TrainConfig
     chosen = json.loads((Path(__file__).resolve().parents[1] / 'outputs' / 'protocol.json').read_text())['fast']
     off = {f.name: f.metadata['id_default'] for f in dataclasses.fields(TrainConfig) if f.name in set(PROTOCOLS['fast']) - set(chosen)}
     assert set(off) == {'ema', 'tta'} and off == {'ema': 0.0, 'tta': 'none'}
@@ -285,7 +287,8 @@ def test_a_write_that_fills_the_disk_names_the_file(small_disk):
 def test_the_controls_train_and_reload(tiny, tmp_path, model):
     "Issue 28's controls go where scat_v1 goes; the reloaded model (random filters included) scores what the run did."
     from wavescat.data import load_dataset
-    from wavescat.train import evaluate, load_run_model
+    from wavescat.runs import load_run_model
+    from wavescat.train import evaluate
     rec = train(out_dir=str(tmp_path), **{**tiny, 'model': model, 'L': 2, 'epochs': 1, 'precision': 'fp32'})
     assert rec['run_id'].startswith(f'{model}-L2-n2-s0-')
     test = load_dataset('cifar10', tiny['data_root'])[1]

@@ -45,7 +45,8 @@ def check_code(meta):
                         f"{', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}; pack again from this checkout")
 
 def pack(a):
-    from wavescat.data import content_hash, data_name, load_cifar10, subsample
+    from wavescat.cifar10 import load_cifar10
+    from wavescat.subsets import content_hash, data_name, subsample
     commit = clean_head(a.allow_dirty)
     train, test = load_cifar10(a.data)
     subsets = {s: subsample(train, a.n, s) for s in a.seeds}
@@ -61,7 +62,7 @@ def pack(a):
 
 def load_pack(path):
     import torch
-    from wavescat.data import ImageSet
+    from wavescat.images import ImageSet
     z = np.load(path)
     meta = json.loads(str(z['meta']))
     x = np.zeros((meta['n_train'], *z['x_keep'].shape[1:]), np.uint8)

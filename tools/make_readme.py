@@ -20,9 +20,9 @@ BLOCK = re.compile(r'<!-- generated: (\w+) -->\n.*?\n<!-- /generated: \1 -->', r
 
 def blocks() -> dict:
     "Every generated block's text, computed now from what is committed."
-    from wavescat import experiments as ex
+    from wavescat import results as ex
     from wavescat.bench import format_table
-    from wavescat.train import config_table
+    from wavescat.config import config_table
     runs = ex.load_records(ROOT / 'outputs' / 'runs')
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
     study = dict(protocol='study')

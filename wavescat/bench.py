@@ -12,8 +12,11 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
-from .core import EVAL_BATCH, atomic_write, check_int, memory_format, resolve_device, resolve_precision, versions
-from .data import ImageSet, Batches, CIFAR10_CLASSES
+from .core import (EVAL_BATCH, atomic_write, check_int, MEMORY_FORMAT, resolve_device, resolve_precision,
+                           versions)
+from .cifar10 import CIFAR10_CLASSES
+from .data import Batches
+from .images import ImageSet
 from .scattering import Scattering
 from .models import get_model
 from .train import autocast
@@ -27,8 +30,10 @@ __all__ = ['SCATTERING_CONFIGS', 'BENCH_MODELS', 'sync', 'interleaved', 'median_
 def sync(device: torch.device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
+# %% ../nbs/05_bench.ipynb #e9a294b2
 def interleaved(candidates: dict, device: torch.device, rounds: int = 7, warmup: int = 2) -> dict[str, list[float]]:
-    "Seconds per call of each candidate (name -> zero-argument function), run in turns; warm-up rounds are dropped."
+    "Seconds per call of each candidate, run in turns; warm-up rounds dropped."
+    # candidates: name -> zero-argument function
     times = {name: [] for name in candidates}
     for r in range(warmup + rounds):
         for name, f in candidates.items():
@@ -37,6 +42,7 @@ def interleaved(candidates: dict, device: torch.device, rounds: int = 7, warmup:
             if r >= warmup: times[name].append(time.perf_counter() - t)
     return times
 
+# %% ../nbs/05_bench.ipynb #e7e15d00
 def median_ms(ts) -> float: return 1000 * float(np.median(ts))
 
 # %% ../nbs/05_bench.ipynb #b779d6b2
@@ -47,14 +53,18 @@ def _forward(s, x):
         with torch.no_grad(): s(x)
     return f
 
+# %% ../nbs/05_bench.ipynb #ea8e90a9
 def _forward_backward(s, x):
     fixed = not list(s.parameters())  # fixed filters: the gradient goes to the input; learnable: to the filters
     def f():
         s(x.detach().requires_grad_(fixed)).sum().backward()
     return f
 
-def bench_scattering(configs=SCATTERING_CONFIGS, batch: int = 128, size: int = 32, device='auto', rounds: int = 7, warmup: int = 2) -> list[dict]:
-    "Per (J, L, max_order): median ms of kymatio and wavescat, forward and forward+backward, and the speed-ups."
+# %% ../nbs/05_bench.ipynb #ce4f72b5
+def bench_scattering(configs=SCATTERING_CONFIGS, batch: int = 128, size: int = 32, device='auto', rounds: int = 7,
+                     warmup: int = 2) -> list[dict]:
+    "Per (J, L, max_order): kymatio and wavescat median ms, and the speed-ups."
+    # both timed forward and forward+backward
     device = resolve_device(device)
     rows = []
     for J, L, m in configs:
@@ -65,7 +75,8 @@ def bench_scattering(configs=SCATTERING_CONFIGS, batch: int = 128, size: int = 3
         t = interleaved({'kymatio_fwd': _forward(ky, x), 'wavescat_fwd': _forward(ws, x),
                          'kymatio_fwd_bwd': _forward_backward(ky, x), 'wavescat_fwd_bwd': _forward_backward(ws, x),
                          'learnable_fwd_bwd': _forward_backward(wl, x)}, device, rounds, warmup)
-        row = dict(J=J, L=L, max_order=m, batch=batch, channels=3, size=size, **{f'{k}_ms': median_ms(v) for k, v in t.items()})
+        row = dict(J=J, L=L, max_order=m, batch=batch, channels=3, size=size,
+                   **{f'{k}_ms': median_ms(v) for k, v in t.items()})
         row['speedup_fwd'] = row['kymatio_fwd_ms'] / row['wavescat_fwd_ms']
         row['speedup_fwd_bwd'] = row['kymatio_fwd_bwd_ms'] / row['wavescat_fwd_bwd_ms']
         rows.append(row)
@@ -81,8 +92,10 @@ def train_step_fn(model, x, y, precision='fp32'):
         opt.step()
     return step
 
-def bench_train_step(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: int = 128, device='auto', rounds: int = 5, warmup: int = 1) -> list[dict]:
-    "Median step time and images/s of each (name, kwargs) model; `ratio` is relative to the first."
+# %% ../nbs/05_bench.ipynb #ee0d8d8f
+def bench_train_step(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: int = 128, device='auto', rounds: int = 5,
+                     warmup: int = 1) -> list[dict]:
+    "Median step time and images/s per (name, kwargs) model; `ratio` to the first"
     device = resolve_device(device)
     torch.manual_seed(0)
     x, y = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
@@ -92,7 +105,8 @@ def bench_train_step(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: in
         steps[label] = train_step_fn(get_model(name, **kw).to(device).train(), x, y)
     t = interleaved(steps, device, rounds, warmup)
     base = median_ms(next(iter(t.values())))
-    return [dict(model=k, batch=batch, step_ms=median_ms(v), images_per_s=1000 * batch / median_ms(v), ratio=median_ms(v) / base)
+    return [dict(model=k, batch=batch, step_ms=median_ms(v), images_per_s=1000 * batch / median_ms(v),
+                 ratio=median_ms(v) / base)
             for k, v in t.items()]
 
 # %% ../nbs/05_bench.ipynb #ffed7664
@@ -102,11 +116,13 @@ def _eval_fn(model, x, batch, fmt, ctx):
             for xb in x.split(batch): model(xb.contiguous(memory_format=fmt))
     return f
 
+# %% ../nbs/05_bench.ipynb #eb170a53
 def bench_paths(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: int = 128, n_eval: int = 1000, device='auto',
                 rounds: int = 5, warmup: int = 1) -> list[dict]:
-    "Training and evaluation images/s of each model on the chosen path and on the eager path; `speedup` = chosen / eager."
+    "Training and evaluation images/s of each model, chosen vs eager path"
+    # speedup = chosen / eager
     device = resolve_device(device)
-    fmt = memory_format(device)
+    fmt = MEMORY_FORMAT
     torch.manual_seed(0)
     x, y = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
     xe = torch.randn(n_eval, 3, 32, 32, device=device)
@@ -114,11 +130,14 @@ def bench_paths(models=(('resnet18', {}), ('scat_v1', {'L': 4})), batch: int = 1
     for name, kw in models:
         eager, chosen = get_model(name, **kw).to(device), get_model(name, **kw).to(device).to(memory_format=fmt)
         t = interleaved({'train_eager': train_step_fn(eager.train(), x, y),
-                         'train_chosen': train_step_fn(chosen.train(), x.contiguous(memory_format=fmt), y)}, device, rounds, warmup)
+                         'train_chosen': train_step_fn(chosen.train(), x.contiguous(memory_format=fmt), y)},
+                        device, rounds, warmup)
         eager.eval(); chosen.eval()
         t.update(interleaved({'eval_eager': _eval_fn(eager, xe, 500, torch.contiguous_format, torch.no_grad),
-                              'eval_chosen': _eval_fn(chosen, xe, EVAL_BATCH, fmt, torch.inference_mode)}, device, rounds, warmup))
-        row = dict(model=name + ''.join(f' {k}={v}' for k, v in kw.items()), memory_format=str(fmt).split('.')[-1], eval_batch=EVAL_BATCH)
+                              'eval_chosen': _eval_fn(chosen, xe, EVAL_BATCH, fmt, torch.inference_mode)},
+                             device, rounds, warmup))
+        row = dict(model=name + ''.join(f' {k}={v}' for k, v in kw.items()), memory_format=str(fmt).split('.')[-1],
+                   eval_batch=EVAL_BATCH)
         for k in ('train', 'eval'):
             n = batch if k == 'train' else n_eval
             for path in ('eager', 'chosen'): row[f'{k}_{path}_images_per_s'] = 1000 * n / median_ms(t[f'{k}_{path}'])
@@ -135,19 +154,24 @@ def _eval_at(model, x, batch, precision):
             for xb in x.split(batch): model(xb)
     return f
 
+# %% ../nbs/05_bench.ipynb #f3a8f364
 def bench_precision(models=BENCH_MODELS, batch: int = 32, n_eval: int = 1000, device='auto', rounds: int = 5,
                     warmup: int = 1) -> list[dict]:
-    "Training and evaluation images/s of each model in fp32 and bf16, and the bf16 speed-ups."
-    device = resolve_device(device); fmt = memory_format(device)
+    "Training and evaluation images/s of each model in fp32 and bf16; speed-ups"
+    device = resolve_device(device); fmt = MEMORY_FORMAT
     torch.manual_seed(0)
-    x, y = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,), device=device)
+    x, y = (torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt),
+            torch.randint(0, 10, (batch,), device=device))
     xe = torch.randn(n_eval, 3, 32, 32, device=device).contiguous(memory_format=fmt)
     rows = []
     for name, kw in models:
         nets = {p: get_model(name, **kw).to(device, memory_format=fmt) for p in ('fp32', 'bf16')}
-        t = interleaved({f'train_{p}': train_step_fn(m.train(), x, y, p) for p, m in nets.items()}, device, rounds, warmup)
-        t |= interleaved({f'eval_{p}': _eval_at(m.eval(), xe, EVAL_BATCH, p) for p, m in nets.items()}, device, rounds, warmup)
-        row = dict(model=name + ''.join(f' {k}={v}' for k, v in kw.items()), batch=batch, auto=resolve_precision('auto', device))
+        t = interleaved({f'train_{p}': train_step_fn(m.train(), x, y, p) for p, m in nets.items()},
+                        device, rounds, warmup)
+        t |= interleaved({f'eval_{p}': _eval_at(m.eval(), xe, EVAL_BATCH, p) for p, m in nets.items()},
+                         device, rounds, warmup)
+        row = dict(model=name + ''.join(f' {k}={v}' for k, v in kw.items()), batch=batch,
+                   auto=resolve_precision('auto', device))
         for k, n in (('train', batch), ('eval', n_eval)):
             for p in nets: row[f'{k}_{p}_images_per_s'] = 1000 * n / median_ms(t[f'{k}_{p}'])
             row[f'{k}_bf16_speedup'] = row[f'{k}_bf16_images_per_s'] / row[f'{k}_fp32_images_per_s']
@@ -157,7 +181,7 @@ def bench_precision(models=BENCH_MODELS, batch: int = 32, n_eval: int = 1000, de
 # %% ../nbs/05_bench.ipynb #a9bc61a0
 def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', rounds: int = 3, warmup: int = 1,
                    augment: str = 'basic') -> dict:
-    "Images per second of one augmented, shuffled epoch of `Batches` over `n_images` random 32x32 images."
+    "Images/s of one augmented, shuffled `Batches` epoch over random 32x32 images"
     device = resolve_device(device)
     g = torch.Generator().manual_seed(0)
     ds = ImageSet(torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=g),
@@ -173,12 +197,14 @@ def bench_iterator(n_images: int = 50_000, batch: int = 128, device='auto', roun
 def machine_info(device: torch.device) -> dict:
     "The machine a result was measured on (the software is in `versions()`)."
     info = dict(platform=platform.platform(),
-                processor=platform.processor() or platform.machine(), threads=torch.get_num_threads(), device=str(device))
+                processor=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+                device=str(device))
     try: info['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except (OSError, StopIteration): pass
     if device.type == 'cuda': info['gpu'] = torch.cuda.get_device_name(device)
     return info
 
+# %% ../nbs/05_bench.ipynb #66e46ebb
 def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
     "Every benchmark, as one JSON-able dict."
     device = resolve_device(device)
@@ -186,9 +212,12 @@ def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
     t0 = time.time()
     out = dict(machine=machine_info(device), versions=versions(), quick=quick, rounds=r, warmup=w,
                scattering=bench_scattering(batch=8 if quick else 128, device=device, rounds=r, warmup=w),
-               train_step=bench_train_step(batch=8 if quick else 128, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
-               paths=bench_paths(batch=8 if quick else 128, n_eval=16 if quick else 1000, device=device, rounds=r if quick else max(3, r - 2), warmup=1),
-               iterator=bench_iterator(n_images=1024 if quick else 50_000, device=device, rounds=1 if quick else 3, warmup=1),
+               train_step=bench_train_step(batch=8 if quick else 128, device=device,
+                                           rounds=r if quick else max(3, r - 2), warmup=1),
+               paths=bench_paths(batch=8 if quick else 128, n_eval=16 if quick else 1000, device=device,
+                                 rounds=r if quick else max(3, r - 2), warmup=1),
+               iterator=bench_iterator(n_images=1024 if quick else 50_000, device=device,
+                                       rounds=1 if quick else 3, warmup=1),
                precision=bench_precision(batch=4 if quick else 32, n_eval=8 if quick else 1000, device=device,
                                          rounds=r if quick else max(3, r - 2), warmup=1),
                iterator_strong=bench_iterator(n_images=256 if quick else 10_000, batch=32, device=device,
@@ -196,46 +225,60 @@ def run_bench(device='auto', quick: bool = False, rounds: int = 7) -> dict:
     out['seconds'] = time.time() - t0
     return out
 
+# %% ../nbs/05_bench.ipynb #12862fdf
 def format_table(res: dict) -> str:
-    "A `run_bench` result as markdown: what `main` prints and the README quotes (index.ipynb checks they agree)."
-    lines = ['| scattering of %d x 3 x 32 x 32 | forward, kymatio / wavescat | speed-up | forward+backward (to the input) | speed-up '
+    "A `run_bench` result as markdown: what `main` prints and the README quotes"
+    # index.ipynb checks that the README agrees
+    lines = ['| scattering of %d x 3 x 32 x 32 | forward, kymatio / wavescat | speed-up '
+             '| forward+backward (to the input) | speed-up '
              '| learnable filters, forward+backward |' % res['scattering'][0]['batch'], '|---|---|---|---|---|---|']
     for r in res['scattering']:
-        lines.append(f"| J={r['J']}, L={r['L']}, order {r['max_order']} | {r['kymatio_fwd_ms']:.0f} / {r['wavescat_fwd_ms']:.0f} ms "
-                     f"| **{r['speedup_fwd']:.1f}x** | {r['kymatio_fwd_bwd_ms']:.0f} / {r['wavescat_fwd_bwd_ms']:.0f} ms "
+        lines.append(f"| J={r['J']}, L={r['L']}, order {r['max_order']} "
+                     f"| {r['kymatio_fwd_ms']:.0f} / {r['wavescat_fwd_ms']:.0f} ms "
+                     f"| **{r['speedup_fwd']:.1f}x** "
+                     f"| {r['kymatio_fwd_bwd_ms']:.0f} / {r['wavescat_fwd_bwd_ms']:.0f} ms "
                      f"| **{r['speedup_fwd_bwd']:.1f}x** | {r['learnable_fwd_bwd_ms']:.0f} ms |")
     if f := next((r for r in res['scattering'] if (r['J'], r['L'], r['max_order']) == (2, 8, 2)), None):
         ips = {k: 1000 * f['batch'] / f[f'{k}_fwd_ms'] for k in ('wavescat', 'kymatio')}
-        lines += ['', f"Scattering features (J=2, L=8, order 2, as `wavescat.features` computes them for all 60,000 CIFAR-10 images): "
-                  f"wavescat {ips['wavescat']:,.0f} images/s ({60_000 / ips['wavescat']:.0f} s for all), kymatio "
-                  f"{ips['kymatio']:,.0f} images/s ({60_000 / ips['kymatio']:.0f} s)."]
+        lines += ['', f"Scattering features (J=2, L=8, order 2, as `wavescat.features` computes them for all 60,000 "
+                  f"CIFAR-10 images): wavescat {ips['wavescat']:,.0f} images/s ({60_000 / ips['wavescat']:.0f} s "
+                  f"for all), kymatio {ips['kymatio']:,.0f} images/s ({60_000 / ips['kymatio']:.0f} s)."]
     (b, s), it = res['train_step'], res['iterator']
-    lines += ['', f"A training step (forward, backward, SGD update, batch {b['batch']}): ResNet18 {b['step_ms'] / 1000:.2f} s, "
-              f"ScatResNet18 v1 (L=4) {s['step_ms'] / 1000:.2f} s, ratio **{s['ratio']:.2f}**. The augmenting iterator delivers "
-              f"{it['images_per_s']:,.0f} images/s."]
+    lines += ['', f"A training step (forward, backward, SGD update, batch {b['batch']}): "
+              f"ResNet18 {b['step_ms'] / 1000:.2f} s, ScatResNet18 v1 (L=4) {s['step_ms'] / 1000:.2f} s, "
+              f"ratio **{s['ratio']:.2f}**. "
+              f"The augmenting iterator delivers {it['images_per_s']:,.0f} images/s."]
     if 'precision' in res:  # results from before these measurements existed lack them
         lines += ['', f"| images/s | training (batch {res['precision'][0]['batch']}), fp32 / bf16 | speed-up "
                   f"| evaluation, fp32 / bf16 | speed-up |", '|---|---|---|---|---|']
-        lines += [f"| {r['model']} | {r['train_fp32_images_per_s']:.0f} / {r['train_bf16_images_per_s']:.0f} | **{r['train_bf16_speedup']:.2f}x** "
-                  f"| {r['eval_fp32_images_per_s']:.0f} / {r['eval_bf16_images_per_s']:.0f} | **{r['eval_bf16_speedup']:.2f}x** |"
+        lines += [f"| {r['model']} | {r['train_fp32_images_per_s']:.0f} / {r['train_bf16_images_per_s']:.0f} "
+                  f"| **{r['train_bf16_speedup']:.2f}x** "
+                  f"| {r['eval_fp32_images_per_s']:.0f} / {r['eval_bf16_images_per_s']:.0f} "
+                  f"| **{r['eval_bf16_speedup']:.2f}x** |"
                   for r in res['precision']]
         st, base = res['iterator_strong'], res['precision'][0]
-        batch_ms, step_ms = 1000 * st['batch'] / st['images_per_s'], 1000 * base['batch'] / base['train_bf16_images_per_s']
+        batch_ms, step_ms = (1000 * st['batch'] / st['images_per_s'],
+                             1000 * base['batch'] / base['train_bf16_images_per_s'])
         lines += ['', f"`precision='auto'` takes {base['auto']} here. The strong augmentation ('trivial') delivers "
                   f"{st['images_per_s']:,.0f} images/s at batch {st['batch']}: {batch_ms:.1f} ms a batch, "
                   f"{100 * batch_ms / step_ms:.1f} % of a bf16 ResNet18 training step ({step_ms:.0f} ms)."]
     if 'paths' in res:  # results from before this measurement existed lack it
-        lines += ['', '| images/s | training, eager / chosen | speed-up | evaluation, eager / chosen | speed-up |', '|---|---|---|---|---|']
-        lines += [f"| {r['model']} | {r['train_eager_images_per_s']:.0f} / {r['train_chosen_images_per_s']:.0f} | **{r['train_speedup']:.2f}x** "
-                  f"| {r['eval_eager_images_per_s']:.0f} / {r['eval_chosen_images_per_s']:.0f} | **{r['eval_speedup']:.2f}x** |" for r in res['paths']]
+        lines += ['', '| images/s | training, eager / chosen | speed-up | evaluation, eager / chosen | speed-up |',
+                  '|---|---|---|---|---|']
+        lines += [f"| {r['model']} | {r['train_eager_images_per_s']:.0f} / {r['train_chosen_images_per_s']:.0f} "
+                  f"| **{r['train_speedup']:.2f}x** "
+                  f"| {r['eval_eager_images_per_s']:.0f} / {r['eval_chosen_images_per_s']:.0f} "
+                  f"| **{r['eval_speedup']:.2f}x** |" for r in res['paths']]
     return '\n'.join(lines)
 
+# %% ../nbs/05_bench.ipynb #ea13ffd0
 @call_parse
 def main(out: str = None,  # write the results as JSON to this file (its folder must exist)
          quick: bool = False,  # tiny batches, one round: checks the code runs, measures nothing
          device: str = 'auto',  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
          rounds: int = 7):  # measured rounds per candidate
-    "Time the scattering front-end, a training step and the data iterator; print the table, and write the JSON to `out`."
+    ("Time the scattering front-end, a training step and the data iterator; "
+     "print the table, and write the JSON to `out`.")
     check_int('rounds', rounds, 1)
     if out and not Path(out).parent.is_dir(): raise ValueError(f'out: folder {Path(out).parent} does not exist')
     res = run_bench(device, quick, rounds)

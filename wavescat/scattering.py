@@ -5,7 +5,6 @@
 # %% ../nbs/01_scattering.ipynb #47b14228
 from __future__ import annotations
 import math
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,23 +12,27 @@ from torch import nn
 from .core import check_int
 
 # %% auto #0
-__all__ = ['MORLET_PARAMS', 'INITS', 'FILTER_PARTS', 'check_max_order', 'n_scattering_channels', 'scattering_paths',
-           'tight_frame', 'random_frame', 'morlet_params', 'gabor_2d', 'morlet_2d', 'psi_hat', 'phi_hat', 'padded_size',
-           'periodize', 'lowpass_matrices', 'wavelet_bank', 'lowpass_bank', 'reflect_pad', 'fold', 'filter_fold',
-           'Modulus', 'lowpass', 'scatter', 'check_shape', 'Scattering', 'morlet_spatial', 'plot_morlet_filters']
+__all__ = ['MORLET_PARAMS', 'INITS', 'check_max_order', 'n_scattering_channels', 'scattering_paths', 'tight_frame',
+           'random_frame', 'morlet_params', 'gabor_2d', 'morlet_2d', 'psi_hat', 'phi_hat', 'padded_size', 'periodize',
+           'lowpass_matrices', 'wavelet_bank', 'lowpass_bank', 'reflect_pad', 'fold', 'filter_fold', 'Modulus',
+           'lowpass', 'scatter', 'check_shape', 'Scattering', 'morlet_spatial']
 
 # %% ../nbs/01_scattering.ipynb #73d8bb59
 def check_max_order(max_order):
     if isinstance(max_order, bool) or max_order not in (1, 2):
         raise ValueError(f'max_order must be 1 or 2, got {max_order!r}')
 
+# %% ../nbs/01_scattering.ipynb #8aa3ba8a
 def n_scattering_channels(J: int, L: int, max_order: int = 2) -> int:
-    "K: scattering coefficients per input channel for `J` scales, `L` angles, up to order `max_order`."
+    "K: scattering coefficients per input channel, for `J` scales and `L` angles."
+    # up to order `max_order`
     check_int('J', J, 1); check_int('L', L, 1); check_max_order(max_order)
     return 1 + J * L + (L * L * J * (J - 1) // 2 if max_order == 2 else 0)
 
+# %% ../nbs/01_scattering.ipynb #81e4a086
 def scattering_paths(J: int, L: int, max_order: int = 2) -> list[tuple[tuple, tuple]]:
-    "The K paths as (scales, angles) tuples, in output order: `((), ())`, then `((j,), (t,))`, then `((j1, j2), (t1, t2))`."
+    "The K paths as (scales, angles) tuples, in output order."
+    # `((), ())`, then `((j,), (t,))`, then `((j1, j2), (t1, t2))`
     check_int('J', J, 1); check_int('L', L, 1); check_max_order(max_order)
     psi = [(j, t) for j in range(J) for t in range(L)]
     order1 = [((j,), (t,)) for j, t in psi]
@@ -41,21 +44,26 @@ MORLET_PARAMS = ('theta', 'xi', 'sigma', 'slant')  # the four numbers of each wa
 INITS = ('tight', 'random')
 
 def tight_frame(J: int, L: int) -> dict[str, torch.Tensor]:
-    "kymatio's Morlet parameters for `J` scales and `L` angles: float64 tensors of length J*L (j major)."
+    "kymatio's Morlet parameters: float64 tensors of length J*L, j major."
     j = torch.arange(J, dtype=torch.float64).repeat_interleave(L)
     t = torch.arange(L, dtype=torch.float64).repeat(J)
     return {'theta': (int(L - L / 2 - 1) - t) * math.pi / L, 'xi': 3 / 4 * math.pi / 2 ** j,
             'sigma': 0.8 * 2 ** j, 'slant': torch.full_like(j, 4 / L)}
 
+# %% ../nbs/01_scattering.ipynb #3fdd94dd
 def random_frame(J: int, L: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    "Random Morlet parameters: theta ~ U[0, pi), xi ~ U[pi/8, 7pi/8] / 2^j, sigma ~ 0.8 * 2^j * U[0.75, 1.25], slant ~ U[0.5, 1.5]."
+    "Random Morlet parameters, each drawn uniformly from a fixed range."
+    # theta ~ U[0, pi), xi ~ U[pi/8, 7pi/8] / 2^j, sigma ~ 0.8 * 2^j * U[0.75, 1.25], slant ~ U[0.5, 1.5]
     j = torch.arange(J, dtype=torch.float64).repeat_interleave(L)
     u = lambda: torch.rand(J * L, generator=generator, dtype=torch.float64)
     return {'theta': math.pi * u(), 'xi': math.pi * (1 + 6 * u()) / 8 / 2 ** j,
             'sigma': 0.8 * 2 ** j * (0.75 + 0.5 * u()), 'slant': 0.5 + u()}
 
-def morlet_params(J: int, L: int, init: str = 'tight', generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    "The float32 parameters (`MORLET_PARAMS`) of the J*L wavelets, from the tight frame or at random (`INITS`)."
+# %% ../nbs/01_scattering.ipynb #06883c00
+def morlet_params(J: int, L: int, init: str = 'tight',
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    "The float32 parameters of the J*L wavelets, from the tight frame or at random."
+    # keys: `MORLET_PARAMS`; `init`: one of `INITS`
     check_int('J', J, 1); check_int('L', L, 1)
     if init not in INITS: raise ValueError(f'init must be one of {INITS}, got {init!r}')
     p = tight_frame(J, L) if init == 'tight' else random_frame(J, L, generator)
@@ -63,7 +71,8 @@ def morlet_params(J: int, L: int, init: str = 'tight', generator: torch.Generato
 
 # %% ../nbs/01_scattering.ipynb #a260f16c
 def gabor_2d(M: int, N: int, theta, xi, sigma, slant, periods: int = 2) -> torch.Tensor:
-    "Gabor filters on an M x N grid, periodised over +-`periods` periods: parameters (F,) -> (F, M, N) complex."
+    "Gabor filters on an M x N grid: parameters (F,) -> (F, M, N) complex."
+    # periodised over +-`periods` periods
     d, dev = sigma.dtype, sigma.device
     e = torch.arange(-periods, periods + 1, dtype=d, device=dev)
     u = (torch.arange(M, dtype=d, device=dev) + M * e[:, None]).reshape(1, -1, 1)  # all periodic copies at once
@@ -78,28 +87,35 @@ def gabor_2d(M: int, N: int, theta, xi, sigma, slant, periods: int = 2) -> torch
     g = g.reshape(-1, 2 * periods + 1, M, 2 * periods + 1, N).sum((1, 3))
     return g / (2 * 3.1415 * sigma ** 2 / slant)[:, None, None]  # kymatio's normalisation, constant included
 
+# %% ../nbs/01_scattering.ipynb #df38c6c6
 def morlet_2d(M: int, N: int, theta, xi, sigma, slant) -> torch.Tensor:
-    "Morlet wavelets (zero-mean Gabor functions) on an M x N grid: parameters (F,) -> (F, M, N) complex."
+    "Morlet wavelets on an M x N grid: parameters (F,) -> (F, M, N) complex."
+    # Morlet wavelets: zero-mean Gabor functions
     wave, env = gabor_2d(M, N, theta, xi, sigma, slant), gabor_2d(M, N, theta, torch.zeros_like(xi), sigma, slant)
     return wave - (wave.sum((-2, -1)) / env.sum((-2, -1)))[:, None, None] * env
 
+# %% ../nbs/01_scattering.ipynb #80ddb780
 def psi_hat(M: int, N: int, params: dict) -> torch.Tensor:
-    "Fourier transforms (real, float64) of the Morlet wavelets with `params` (`MORLET_PARAMS`, (F,) each) -> (F, M, N)."
+    "Fourier transforms (real, float64) of the Morlet wavelets `params`: (F, M, N)."
+    # params: `MORLET_PARAMS`, (F,) each
     return torch.fft.fft2(morlet_2d(M, N, *(params[k].double() for k in MORLET_PARAMS))).real
 
+# %% ../nbs/01_scattering.ipynb #38674c49
 def phi_hat(M: int, N: int, J: int) -> torch.Tensor:
-    "Fourier transform (real, float64) of kymatio's Gaussian low-pass for J scales on an M x N grid."
+    "Fourier transform (real, float64) of kymatio's Gaussian low-pass for J scales."
     one = lambda v: torch.tensor([float(v)], dtype=torch.float64)
     return torch.fft.fft2(gabor_2d(M, N, one(0), one(0), one(0.8 * 2 ** (J - 1)), one(1))[0]).real
 
 # %% ../nbs/01_scattering.ipynb #509cc7c2
 def padded_size(n: int, J: int) -> int:
-    "kymatio's padded length for an input of length `n` (room for 2^J pixels of reflection on each side)."
+    "kymatio's padded length for an input of length `n`."
+    # room for 2^J pixels of reflection on each side
     return ((n + 2 ** J) // 2 ** J + 1) * 2 ** J
 
 # %% ../nbs/01_scattering.ipynb #7d1a3521
 def periodize(f_hat: torch.Tensor, res: int) -> torch.Tensor:
-    "kymatio's filter at resolution 2^-res: keep the low band of `f_hat` (..., M, N), then fold it to M/2^res x N/2^res."
+    "kymatio's filter at resolution 2^-res: the low band of `f_hat`, folded."
+    # f_hat: (..., M, N), folded to M/2^res x N/2^res
     if res == 0: return f_hat
     k, (M, N) = 2 ** res, f_hat.shape[-2:]
     def band(n):  # 1 on the frequencies kept, 0 on the middle (high) band kymatio removes
@@ -111,7 +127,8 @@ def periodize(f_hat: torch.Tensor, res: int) -> torch.Tensor:
 
 # %% ../nbs/01_scattering.ipynb #6b9e3fd4
 def lowpass_matrices(phi_hat: torch.Tensor, k: int, out_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    "(A, B) such that A.T @ u @ B = unpad(subsample_k(u circularly convolved with phi)), for separable `phi_hat`."
+    "(A, B) with A.T @ u @ B = unpad(subsample_k(u circularly convolved with phi))."
+    # for a separable `phi_hat`
     phi = torch.fft.ifft2(phi_hat).real
     M, N = phi.shape
     a, b = phi[:, 0], phi[0, :] / phi[0, 0]  # phi = outer(a, b): a Gaussian is separable
@@ -121,31 +138,37 @@ def lowpass_matrices(phi_hat: torch.Tensor, k: int, out_hw: tuple[int, int]) -> 
 
 # %% ../nbs/01_scattering.ipynb #75427885
 def wavelet_bank(params: dict, J: int, padded: tuple[int, int], dtype=torch.complex64) -> dict[str, torch.Tensor]:
-    "The J*L wavelets with `params` (`MORLET_PARAMS`, j major) in Fourier at the resolutions they are used: `psi{j}_{res}` (L, M'/2^res, N'/2^res)."
+    "The J*L wavelets with `params` in Fourier, at the resolutions they are used."
+    # params: `MORLET_PARAMS`, j major; keys `psi{j}_{res}`, each (L, M'/2^res, N'/2^res)
     ph = psi_hat(*padded, params).reshape(J, -1, *padded)
-    return {f'psi{j}_{res}': periodize(ph[j], res).to(dtype) for j in range(J) for res in range(min(j + 1, max(J - 1, 1)))}
+    return {f'psi{j}_{res}': periodize(ph[j], res).to(dtype)
+            for j in range(J) for res in range(min(j + 1, max(J - 1, 1)))}
 
 # %% ../nbs/01_scattering.ipynb #495fe534
 def lowpass_bank(J: int, padded: tuple[int, int], out_hw: tuple[int, int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    "For res = 0..J-1, the `lowpass_matrices` (float64) of kymatio's low-pass on a map at resolution 2^-res, to `out_hw`."
+    "The `lowpass_matrices` (float64) of kymatio's low-pass, for res = 0..J-1."
+    # each on a map at resolution 2^-res, to `out_hw`
     ph = phi_hat(*padded, J)
     return [lowpass_matrices(periodize(ph, res), 2 ** (J - res), out_hw) for res in range(J)]
 
 # %% ../nbs/01_scattering.ipynb #98197857
 def reflect_pad(x: torch.Tensor, J: int) -> torch.Tensor:
-    "kymatio's padding of images x (n, H, W): reflected, centred, to `padded_size` for J scales."
+    "kymatio's padding of images x (n, H, W): reflected, centred, to `padded_size`."
     (H, W), (M, N) = x.shape[-2:], (padded_size(n, J) for n in x.shape[-2:])
     return F.pad(x[:, None], ((N - W) // 2, (N - W + 1) // 2, (M - H) // 2, (M - H + 1) // 2), mode='reflect')[:, 0]
 
 # %% ../nbs/01_scattering.ipynb #fb9466c6
 def fold(z_hat: torch.Tensor, k: int) -> torch.Tensor:
-    "The spectrum of the spatial subsampling z[..., ::k, ::k], from the spectrum `z_hat` (..., M, N) of z."
+    "The spectrum of the subsampled z[..., ::k, ::k], from z's spectrum `z_hat`."
+    # z_hat: (..., M, N)
     if k == 1: return z_hat
     M, N = z_hat.shape[-2:]
     return z_hat.reshape(*z_hat.shape[:-2], k, M // k, k, N // k).mean((-4, -2))
 
+# %% ../nbs/01_scattering.ipynb #3b94406c
 def filter_fold(u_hat: torch.Tensor, psi: torch.Tensor, k: int) -> torch.Tensor:
-    "`fold(u_hat[:, :, None] * psi, k)` for u_hat (n, C, M, N) and filters psi (F, M, N) -> (n, C, F, M/k, N/k)."
+    "`fold(u_hat[:, :, None] * psi, k)`: (n, C, F, M/k, N/k)."
+    # u_hat: (n, C, M, N); filters psi: (F, M, N)
     if k == 1: return u_hat[:, :, None] * psi
     n, C, M, N = u_hat.shape; m, w = M // k, N // k
     u = u_hat.reshape(n, C, 1, k, m, k, w)
@@ -158,7 +181,8 @@ def filter_fold(u_hat: torch.Tensor, psi: torch.Tensor, k: int) -> torch.Tensor:
 
 # %% ../nbs/01_scattering.ipynb #048784b5
 class Modulus(torch.autograd.Function):
-    "|z| of a complex tensor; its backward works on the real and imaginary parts (and gives 0 where z = 0)."
+    "|z| of a complex tensor, whose backward works on the real and imaginary parts."
+    # the backward gives 0 where z = 0
     @staticmethod
     def forward(ctx, z):
         zr = torch.view_as_real(z)
@@ -176,28 +200,32 @@ class Modulus(torch.autograd.Function):
 
 # %% ../nbs/01_scattering.ipynb #fbc566e0
 def lowpass(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    "Low-pass, subsample and unpad the maps u (..., M, N) with the matrices (A, B) of `lowpass_matrices`."
+    "Low-pass, subsample and unpad maps u (..., M, N) with `lowpass_matrices` (A, B)."
     return A.T.to(u.dtype) @ u @ B.to(u.dtype)
 
 # %% ../nbs/01_scattering.ipynb #3abf99b4
 def scatter(x: torch.Tensor, psi: dict, phi: list, J: int, max_order: int = 2) -> torch.Tensor:
-    "Scattering of images x (n, H, W) -> (n, K, H/2^J, W/2^J) with a filter bank: wavelets `psi` (`wavelet_bank`), low-passes `phi` (`lowpass_bank`)."
+    "Scattering of images x (n, H, W) -> (n, K, H/2^J, W/2^J) with a filter bank."
+    # wavelets `psi` from `wavelet_bank`, low-passes `phi` from `lowpass_bank`
     xp = reflect_pad(x, J)
     out, order2 = [lowpass(xp, *phi[0])[:, None]], []
     x_hat = torch.fft.fft2(xp)[:, None]
     for j1 in range(J):
-        u1 = Modulus.apply(torch.fft.ifft2(filter_fold(x_hat, psi[f'psi{j1}_0'], 2 ** j1).flatten(1, 2)))  # (n, L, M'/2^j1, N'/2^j1)
+        # (n, L, M'/2^j1, N'/2^j1)
+        u1 = Modulus.apply(torch.fft.ifft2(filter_fold(x_hat, psi[f'psi{j1}_0'], 2 ** j1).flatten(1, 2)))
         out.append(lowpass(u1, *phi[j1]))
         if max_order == 2 and j1 < J - 1:
             u1_hat = torch.fft.fft2(u1)
-            per_j2 = [lowpass(Modulus.apply(torch.fft.ifft2(filter_fold(u1_hat, psi[f'psi{j2}_{j1}'], 2 ** (j2 - j1)))), *phi[j2])
+            per_j2 = [lowpass(Modulus.apply(torch.fft.ifft2(filter_fold(u1_hat, psi[f'psi{j2}_{j1}'], 2 ** (j2 - j1)))),
+                              *phi[j2])
                       for j2 in range(j1 + 1, J)]  # each (n, L, L, H', W')
             order2.append(torch.stack(per_j2, 2).flatten(1, 3))  # path order (theta1, j2, theta2)
     return torch.cat(out + order2, 1)
 
 # %% ../nbs/01_scattering.ipynb #f656627f
 def check_shape(shape, J) -> tuple[int, int]:
-    "(H, W) as ints, each a multiple of 2^J and larger than 2^J (the reflection padding), else a ValueError."
+    "(H, W) as ints, each a multiple of 2^J larger than 2^J, else a ValueError."
+    # larger than 2^J: room for the reflection padding
     try: H, W = shape
     except (TypeError, ValueError): raise ValueError(f'shape must be (H, W), got {shape!r}') from None
     for name, n in (('shape[0] (H)', H), ('shape[1] (W)', W)):
@@ -208,8 +236,10 @@ def check_shape(shape, J) -> tuple[int, int]:
 
 # %% ../nbs/01_scattering.ipynb #df33c993
 class Scattering(nn.Module):
-    "2-D Morlet scattering of each channel of a (B, C, H, W) input -> (B, C*K, H/2^J, W/2^J), channel c*K + k."
-    def __init__(self, J: int, shape: tuple[int, int], L: int = 8, max_order: int = 2, learnable: bool = False, init: str = 'tight'):
+    "2-D Morlet scattering of each channel: (B, C, H, W) -> (B, C*K, H/2^J, W/2^J)."
+    # output channel c*K + k: path k of input channel c
+    def __init__(self, J: int, shape: tuple[int, int], L: int = 8, max_order: int = 2, learnable: bool = False,
+                 init: str = 'tight'):
         super().__init__()
         check_int('J', J, 1); check_int('L', L, 1); check_max_order(max_order)
         if not isinstance(learnable, bool): raise ValueError(f'learnable must be True or False, got {learnable!r}')
@@ -225,14 +255,16 @@ class Scattering(nn.Module):
             if learnable: setattr(self, k, nn.Parameter(v))
             else: self.register_buffer(k, v, persistent=False)
         if not learnable:  # fixed: the wavelets once, here
-            for name, f in wavelet_bank(params, self.J, self.padded).items(): self.register_buffer(name, f, persistent=False)
+            for name, f in wavelet_bank(params, self.J, self.padded).items():
+                self.register_buffer(name, f, persistent=False)
 
     def morlet_params(self) -> dict[str, torch.Tensor]:
         "The current (theta, xi, sigma, slant) of the J*L wavelets, detached."
         return {k: getattr(self, k).detach().clone() for k in MORLET_PARAMS}
 
     def wavelets(self, dtype=torch.complex64) -> dict[str, torch.Tensor]:
-        "The `wavelet_bank` in `dtype`: rebuilt from the parameters when they are learnable, else the buffers."
+        "The `wavelet_bank` in `dtype`: rebuilt if learnable, else from the buffers."
+        # rebuilt from the learnable parameters
         if self.learnable: return wavelet_bank({k: getattr(self, k) for k in MORLET_PARAMS}, self.J, self.padded, dtype)
         return {k: b.to(dtype) for k, b in self.named_buffers() if k.startswith('psi')}
 
@@ -246,7 +278,8 @@ class Scattering(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[-2:]) != self.shape:
-            raise ValueError(f'Scattering expects a (B, C, {self.shape[0]}, {self.shape[1]}) input, got {tuple(x.shape)}')
+            raise ValueError(f'Scattering expects a (B, C, {self.shape[0]}, {self.shape[1]}) input, '
+                             f'got {tuple(x.shape)}')
         B, C = x.shape[:2]
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         xs = x.reshape(B * C, *self.shape).to(dtype)
@@ -256,7 +289,8 @@ class Scattering(nn.Module):
         return S.reshape(B, *self.out_shape(C)).to(x.dtype)
 
     def chunk_size(self, xs) -> int:
-        "Image-channels per chunk: on CPU, enough that the largest intermediate stays in cache (~16 MiB); else all."
+        "Image-channels per chunk: cache-sized on CPU, else all."
+        # on CPU, enough that the largest intermediate stays in cache (~16 MiB)
         if xs.device.type != 'cpu': return max(1, len(xs))
         M, N = self.padded
         per = xs.element_size() * 2 * self.L * M * N * (self.L / 4 if self.max_order == 2 and self.J > 1 else 1)
@@ -268,29 +302,6 @@ class Scattering(nn.Module):
 
 # %% ../nbs/01_scattering.ipynb #f04f821f
 def morlet_spatial(params: dict, size: int) -> torch.Tensor:
-    "The wavelets with `params` in space on a `size` x `size` grid, centred: (F, size, size) complex."
-    return torch.fft.fftshift(morlet_2d(size, size, *(params[k].detach().double().cpu() for k in MORLET_PARAMS)), dim=(-2, -1))
-
-# %% ../nbs/01_scattering.ipynb #a51de274
-FILTER_PARTS = {'real': 'Re ψ', 'imag': 'Im ψ', 'fourier': '|ψ̂|'}
-
-def plot_morlet_filters(param_sets: dict[str, dict], L: int, size: int | None = None, title: str = '', parts=('real',)):
-    "The wavelets of each labelled parameter set (e.g. {'start': p0, 'end': p1}): a row per (scale, set, part of `FILTER_PARTS`), a column per angle."
-    if set(parts) - set(FILTER_PARTS): raise ValueError(f'parts must be among {tuple(FILTER_PARTS)}, got {parts!r}')
-    J = len(next(iter(param_sets.values()))['theta']) // L
-    widest = max(float((p['sigma'].abs() / p['slant'].abs().clamp(max=1)).max()) for p in param_sets.values())
-    size = size or min(33, 2 * math.ceil(3 * widest) + 1)  # 3 envelope widths along the longer axis
-    filters = {label: morlet_spatial(p, size) for label, p in param_sets.items()}
-    rows = [(j, label, part) for j in range(J) for label in param_sets for part in parts]
-    fig, axs = plt.subplots(len(rows), L, figsize=(1.1 * L, 1.15 * len(rows)), squeeze=False)
-    for r, (j, label, part) in enumerate(rows):
-        for t in range(L):
-            f, ax = filters[label][j * L + t], axs[r, t]
-            if part == 'fourier': ax.imshow(torch.fft.fftshift(torch.fft.fft2(f).abs()), cmap='viridis')
-            else: m = f.abs().max(); ax.imshow(getattr(f, part), cmap='RdBu_r', vmin=-m, vmax=m)  # Re, Im: one scale
-            ax.set_xticks([]); ax.set_yticks([])
-        axs[r, 0].set_ylabel(f'{label}\nj={j} {FILTER_PARTS[part]}', fontsize=8)
-    for t in range(L): axs[0, t].set_title(f'θ={t}', fontsize=8)
-    fig.suptitle(f'{title}{J * L} Morlet wavelets ({size}x{size} px)', fontsize=9)
-    fig.tight_layout()
-    return fig
+    "The wavelets with `params` in space, centred: (F, size, size) complex."
+    return torch.fft.fftshift(morlet_2d(size, size, *(params[k].detach().double().cpu() for k in MORLET_PARAMS)),
+                              dim=(-2, -1))

@@ -15,7 +15,9 @@ from distributed.scheduler import KilledWorker
 
 from .core import atomic_write_json, check_int, hms
 from .models import MODELS
-from .train import PROTOCOL_FIELDS, SCATTERING_FIELDS, TrainConfig, check_config, run_dir, run_id, read_record, takes, train
+from .config import PROTOCOL_FIELDS, SCATTERING_FIELDS, TrainConfig, check_config, run_dir, run_id, takes
+from .runs import read_record
+from .train import train
 
 # %% auto #0
 __all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cpu_cores', 'cluster_spec',
@@ -28,61 +30,72 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 def takes_scattering(model: str) -> bool: return model in MODELS and takes(model, 'L')
 
+# %% ../nbs/06_sweep.ipynb #aaface4b
 def _applicable(params: dict) -> dict:
-    "`params` with the fields that do not apply to its model (or to fixed filters) reset to their defaults."
+    "`params` with fields its model (or fixed filters) ignores reset to defaults"
     drop = () if takes_scattering(params.get('model', _DEFAULTS['model'])) else SCATTERING_FIELDS
     if not params.get('learnable', False): drop += LEARNABLE_FIELDS
     return {**params, **{k: _DEFAULTS[k] for k in drop if k in params}}
 
+# %% ../nbs/06_sweep.ipynb #8dbcc02c
 def grid(**axes) -> list[TrainConfig]:
-    "One checked `TrainConfig` per combination of the list-valued `axes` (scalars are shared), in order, without duplicates."
-    lists = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in axes.items()}
+    "A checked `TrainConfig` per combination of the list-valued `axes`, in order"
+    lists = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in axes.items()}  # scalars are shared
     for k, v in lists.items():
         if not v: raise ValueError(f'Parameter {k}: an empty list of values gives no run')
     configs = {}
     for combo in itertools.product(*lists.values()):
         cfg = check_config(**_applicable(dict(zip(lists, combo))))
-        configs.setdefault(run_id(cfg), cfg)
+        configs.setdefault(run_id(cfg), cfg)  # without duplicates
     return list(configs.values())
 
 # %% ../nbs/06_sweep.ipynb #6faae122
-# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 and one BLAS/OpenMP thread: for torch that meant
-# every large tensor mmap'ed and unmapped again (glibc stops adapting its mmap threshold) and a ResNet18 step 1.9x slower
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 and one BLAS/OpenMP thread: for torch that meant every
+# large tensor mmap'ed and unmapped again (glibc stops adapting its mmap threshold) and a ResNet18 step 1.9x slower
 # (0.71-0.76 s against 0.39 s in the client; 0.49 s without them). Workers train with torch's own thread settings.
 WORKER_CONFIG = {'distributed.nanny.pre-spawn-environ': {},
-                 'distributed.scheduler.allowed-failures': 0}  # a dead worker ends the try: `sweep` counts and resubmits
-QUIET_WORKER = {'host': '127.0.0.1', 'silence_logs': logging.WARNING, 'dashboard': False}  # extra Nanny options go to the Worker
+                 # a dead worker ends the try: `sweep` counts and resubmits
+                 'distributed.scheduler.allowed-failures': 0}
+QUIET_WORKER = {'host': '127.0.0.1', 'silence_logs': logging.WARNING,
+                'dashboard': False}  # extra Nanny options go to the Worker
 
-def cpu_cores() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
+# %% ../nbs/06_sweep.ipynb #034f9ccd
 def cluster_spec(n_gpus: int, runs_per_gpu: int = 1, cpu_runs: int | None = None) -> dict:
-    "Worker specs: on CPU `cpu_runs` single-run workers (default one per core), else one per GPU."
+    "Worker specs: one per GPU, else (on CPU) `cpu_runs` single-run workers"
     if n_gpus == 0:
-        n = cpu_cores() if cpu_runs is None else cpu_runs
+        n = cpu_cores() if cpu_runs is None else cpu_runs  # default: one per core
         check_int('cpu_runs', n, 1, 64)
         env = {'WAVESCAT_THREADS': str(max(1, cpu_cores() // n))}  # the cores shared out, read by `train.cpu_threads`
         return {f'cpu{i}': {'cls': Nanny, 'options': {'nthreads': 1, 'env': env, **QUIET_WORKER}} for i in range(n)}
-    return {f'gpu{i}': {'cls': Nanny, 'options': {'nthreads': runs_per_gpu, 'env': {'CUDA_VISIBLE_DEVICES': str(i)}, **QUIET_WORKER}}
+    return {f'gpu{i}': {'cls': Nanny, 'options': {'nthreads': runs_per_gpu, 'env': {'CUDA_VISIBLE_DEVICES': str(i)},
+                                                  **QUIET_WORKER}}
             for i in range(n_gpus)}
 
+# %% ../nbs/06_sweep.ipynb #05db0876
 def local_cluster(runs_per_gpu: int = 1, n_gpus: int | None = None, cpu_runs: int | None = None) -> SpecCluster:
     "The embedded cluster (loopback only, no dashboard) for this machine's devices."
     n_gpus = torch.cuda.device_count() if n_gpus is None else n_gpus
-    scheduler = {'cls': Scheduler, 'options': {'host': '127.0.0.1', 'dashboard_address': '127.0.0.1:0'}}  # any free port
+    scheduler = {'cls': Scheduler,
+                 'options': {'host': '127.0.0.1', 'dashboard_address': '127.0.0.1:0'}}  # any free port
     with dask.config.set(WORKER_CONFIG):  # read when the nannies start, here
         return SpecCluster(workers=cluster_spec(n_gpus, runs_per_gpu, cpu_runs), scheduler=scheduler,
                            silence_logs=logging.WARNING)
 
-def connect(scheduler: str | None = None, runs_per_gpu: int = 1, cpu_runs: int | None = None) -> tuple[Client, SpecCluster | None]:
-    "A client of the cluster at `scheduler` (else `$WAVESCAT_SCHEDULER`), or of a new embedded one (returned to be closed)."
+# %% ../nbs/06_sweep.ipynb #71a4724f
+def connect(scheduler: str | None = None, runs_per_gpu: int = 1,
+            cpu_runs: int | None = None) -> tuple[Client, SpecCluster | None]:
+    "A client of `scheduler` or `$WAVESCAT_SCHEDULER`, else of a new embedded cluster"
     address = scheduler or os.environ.get('WAVESCAT_SCHEDULER')
     if address: return Client(address, timeout='30s'), None
     cluster = local_cluster(runs_per_gpu, cpu_runs=cpu_runs)
-    return Client(cluster), cluster
+    return Client(cluster), cluster  # the embedded cluster is returned to be closed
 
 # %% ../nbs/06_sweep.ipynb #ff0d3dc6
 class SweepProgress:
-    "Text progress of a sweep of `total` runs, `reused` of them already finished."
+    "Text progress of a sweep of `total` runs, `reused` of them finished before"
     def __init__(self, total: int, reused: int = 0, every: float = 60.0, file=None):
         self.total, self.reused, self.every, self.file = total, reused, every, file or sys.stdout
         self.done = self.failed = 0
@@ -90,9 +103,11 @@ class SweepProgress:
 
     def line(self, running: int, note: str = '') -> str:
         trained, left = self.done + self.failed, self.total - self.reused - self.done - self.failed
-        eta = f'eta {hms((time.time() - self.t0) / trained * left)}' if trained and left else ('eta -' if left else 'all ended')
-        return (f'[sweep {time.strftime("%H:%M:%S")}] {self.reused + self.done}/{self.total} done ({self.reused} earlier), '
-                f'{running} running, {max(left - running, 0)} waiting, {self.failed} failed; {eta}' + (f'  {note}' if note else ''))
+        eta = (f'eta {hms((time.time() - self.t0) / trained * left)}' if trained and left
+               else ('eta -' if left else 'all ended'))
+        return (f'[sweep {time.strftime("%H:%M:%S")}] {self.reused + self.done}/{self.total} done '
+                f'({self.reused} earlier), {running} running, {max(left - running, 0)} waiting, {self.failed} failed; '
+                f'{eta}' + (f'  {note}' if note else ''))
 
     def show(self, running: int, note: str = ''):
         self.last = time.time(); print(self.line(running, note), file=self.file, flush=True)
@@ -101,35 +116,40 @@ class SweepProgress:
 
 # %% ../nbs/06_sweep.ipynb #5ab21112
 def run_task(params: dict, progress_every: float = 60.0) -> dict:
-    "Train one run on a worker (its parameters as a dict: a config is checked again where it runs)."
+    "Train one run on a worker from its parameters (checked again where it runs)"
     return train(check_config(**params), progress_every=progress_every)
 
-def _row(cfg: TrainConfig, status: str, record: dict | None = None, error: str | None = None, tb: str | None = None) -> dict:
+# %% ../nbs/06_sweep.ipynb #925a8311
+def _row(cfg: TrainConfig, status: str, record: dict | None = None, error: str | None = None,
+         tb: str | None = None) -> dict:
     m = (record or {}).get('metrics', {})
     return dict(run_id=run_id(cfg), model=cfg.model, L=cfg.L, n_per_class=cfg.n_per_class, seed=cfg.seed, status=status,
                 test_acc=m.get('test_acc'), val_acc=m.get('val_acc'), time_s=(record or {}).get('time_s'),
                 error=error, traceback=tb, record=record)
 
+# %% ../nbs/06_sweep.ipynb #697c0cbc
 def _keep_record(cfg: TrainConfig, record: dict):
-    "Write a record the worker returned when this side's `out_dir` lacks it (workers without shared storage)."
+    "Write a record the worker returned when this side's `out_dir` lacks it"
+    # for workers without shared storage
     f = run_dir(cfg) / 'record.json'
     if not f.exists(): atomic_write_json(record, f)
 
 # %% ../nbs/06_sweep.ipynb #46c3d55a
 class SweepStopped(RuntimeError):
-    "The sweep ended before its runs did: `table` has a row per run (`stopped`: left), `exit_code` says why."
+    "The sweep ended before its runs did; `table`: a row per run, `exit_code`: why"
+    # runs left have status `stopped`
     def __init__(self, message: str, table: pd.DataFrame, exit_code: int = 1):
         super().__init__(message); self.table, self.exit_code = table, exit_code
 
 class _Stalled(RuntimeError): pass
 
 def _worker_lost(f) -> bool:
-    "Whether the future `f` ended because the worker running it died (not because its run raised)."
+    "Whether future `f` ended because its worker died (not because its run raised)"
     return f.status in ('cancelled', 'lost') or (f.status == 'error' and isinstance(f.exception(), KilledWorker))
 
 # %% ../nbs/06_sweep.ipynb #14c913f3
 class _Cluster:
-    "The sweep's client: of the cluster at `scheduler`, or of an embedded one, which `restart` replaces."
+    "The sweep's client: of the cluster at `scheduler`, or of an embedded one"
     def __init__(self, client, scheduler, runs_per_gpu, cpu_runs):
         self.args, self.owned, self.restarts = (scheduler, runs_per_gpu, cpu_runs), None, 0
         self.client = client if client is not None else None
@@ -137,7 +157,7 @@ class _Cluster:
 
     def workers(self) -> int: return len(self.client.scheduler_info()['workers'])
 
-    def restart(self):
+    def restart(self):  # replaces the embedded cluster
         if self.owned is None: raise _Stalled(f'the cluster at {self.client.scheduler.address} has no worker left')
         self.close(); self.client, self.owned = connect(*self.args); self.restarts += 1
 
@@ -150,7 +170,8 @@ class _Cluster:
 def sweep(configs, client: Client | None = None, scheduler: str | None = None, runs_per_gpu: int = 1,
           progress_every: float = 60.0, run_progress_every: float = 60.0, cpu_runs: int | None = None,
           retries: int = 2, worker_timeout: float = 120.0) -> pd.DataFrame:
-    "Run every `TrainConfig` in `configs` as a Dask task (finished ones are read); one row per run, failures included."
+    "Run each `TrainConfig` as a Dask task (finished ones are read): a row per run"
+    # failed runs included
     configs = list({run_id(c): c for c in configs}.values())
     todo, rows = [], {}
     for cfg in configs:
@@ -162,7 +183,8 @@ def sweep(configs, client: Client | None = None, scheduler: str | None = None, r
     if todo:
         cluster = _Cluster(client, scheduler, runs_per_gpu, cpu_runs)
         try: _run_all(cluster, todo, rows, progress, run_progress_every, retries, worker_timeout)
-        except KeyboardInterrupt as e: raise SweepStopped('interrupted', table(), getattr(e, 'exit_code', 130)) from None
+        except KeyboardInterrupt as e:
+            raise SweepStopped('interrupted', table(), getattr(e, 'exit_code', 130)) from None
         except _Stalled as e: raise SweepStopped(str(e), table(), 1) from None
         finally: cluster.close()
     progress.show(0)
@@ -170,15 +192,16 @@ def sweep(configs, client: Client | None = None, scheduler: str | None = None, r
 
 # %% ../nbs/06_sweep.ipynb #16e45ac3
 def _running(client, pending: int) -> int:
-    "Runs in progress: a worker holds more tasks than it runs, so at most its threads' worth each."
-    slots = client.nthreads()
+    "Runs in progress, at most each worker's threads' worth"
+    slots = client.nthreads()  # a worker holds more tasks than it runs
     return min(pending, sum(min(len(keys), slots.get(w, 1)) for w, keys in client.processing().items()))
 
 def _ended(f, cfg, tries: int) -> dict:
-    "The row of a run whose future `f` ended without a record: its error, or its worker's deaths."
+    "The row of a run ended without a record: its error, or its worker's deaths"
     if f.status != 'error': return _row(cfg, 'failed', error=f'worker lost: the worker running it died {tries} times')
     exc, tb = f.exception(), ''.join(traceback.format_tb(f.traceback()))
-    lost = f'worker lost: the worker running it died {tries} times ({type(exc).__name__}: {exc})' if _worker_lost(f) else None
+    lost = (f'worker lost: the worker running it died {tries} times ({type(exc).__name__}: {exc})' if _worker_lost(f)
+            else None)
     return _row(cfg, 'failed', error=lost or f'{type(exc).__name__}: {exc}', tb=tb)
 
 # %% ../nbs/06_sweep.ipynb #ff0298cc
@@ -189,7 +212,8 @@ def _run_all(cluster: _Cluster, todo, rows, progress, run_progress_every, retrie
         futures[cluster.client.submit(run_task, dataclasses.asdict(cfgs[rid]), run_progress_every,
                                       key=f'{rid}-try{tries[rid]}', pure=False)] = rid
     for rid in cfgs: submit(rid)
-    progress.show(_running(cluster.client, len(futures)), f'submitted {len(futures)} runs to {cluster.client.scheduler.address}')
+    progress.show(_running(cluster.client, len(futures)),
+                  f'submitted {len(futures)} runs to {cluster.client.scheduler.address}')
     alone_since = None  # when the cluster was last seen without workers
     while futures:
         try: finished = wait(list(futures), timeout=min(progress.every, 5.0), return_when='FIRST_COMPLETED').done
@@ -201,13 +225,15 @@ def _run_all(cluster: _Cluster, todo, rows, progress, run_progress_every, retrie
                 rec = f.result(); _keep_record(cfg, rec); rows[rid] = _row(cfg, 'finished', rec); progress.done += 1
                 notes.append(f'{rid} finished')
             elif _worker_lost(f) and tries[rid] <= retries:
-                submit(rid); notes.append(f'{rid}: its worker died, submitted again (try {tries[rid]} of {retries + 1})')
+                submit(rid)
+                notes.append(f'{rid}: its worker died, submitted again (try {tries[rid]} of {retries + 1})')
             else: rows[rid] = _ended(f, cfg, tries[rid]); progress.failed += 1; notes.append(f'{rid} failed')
             f.release()
         if cluster.workers(): alone_since = None
         elif alone_since is None: alone_since = time.time()
         elif time.time() - alone_since > worker_timeout:
-            if cluster.restarts >= retries: raise _Stalled(f'no worker for {worker_timeout:.0f} s after {cluster.restarts} restarts')
+            if cluster.restarts >= retries:
+                raise _Stalled(f'no worker for {worker_timeout:.0f} s after {cluster.restarts} restarts')
             left = list(futures.values()); futures.clear(); cluster.restart()  # _Stalled for a cluster we do not own
             for rid in left: submit(rid)
             notes.append(f'no worker for {worker_timeout:.0f} s: a new embedded cluster took the {len(left)} runs left')
@@ -216,14 +242,15 @@ def _run_all(cluster: _Cluster, todo, rows, progress, run_progress_every, retrie
 
 # %% ../nbs/06_sweep.ipynb #275777ef
 def with_baseline(base: TrainConfig, Ls, seeds) -> list[TrainConfig]:
-    "The baseline and ScatResNet18 v1 for every L in `Ls`, each with every seed in `seeds` (the other fields: `base`'s)."
+    "The baseline and ScatResNet18 v1 for every L in `Ls` and seed in `seeds`"
+    # the other fields: `base`'s
     common = {**dataclasses.asdict(base), 'seed': list(seeds)}
     return grid(**{**common, 'model': 'resnet18', 'L': None}) + grid(**{**common, 'model': 'scat_v1', 'L': list(Ls)})
 
 # %% ../nbs/06_sweep.ipynb #68fa5cd5
 def _value_parser(f: dataclasses.Field):
-    "argparse `type` for a config field: its annotation's type, with None and booleans spelled as in Python."
-    kind = str(f.type)
+    "argparse `type` for a config field, with None and booleans spelled as in Python"
+    kind = str(f.type)  # parsed as the field's annotated type
     def parse(text: str):
         if text == 'None' and 'None' in kind: return None
         if kind.startswith('bool'):
@@ -235,25 +262,31 @@ def _value_parser(f: dataclasses.Field):
     parse.__name__ = kind  # argparse names it in its error message
     return parse
 
+# %% ../nbs/06_sweep.ipynb #399b1898
 def sweep_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m wavescat.sweep', description=__doc__,
-                                epilog='Every run parameter takes one value or several: the runs are all their combinations.')
+                                epilog='Every run parameter takes one value or several: '
+                                       'the runs are all their combinations.')
     for f in dataclasses.fields(TrainConfig):
         p.add_argument('--' + f.name.replace('_', '-'), dest=f.name, nargs='+', type=_value_parser(f),
                        metavar=f.name.upper(), help=f"{f.metadata['doc']}: {f.metadata['valid']} (default "
                        + ('from --protocol' if f.name in PROTOCOL_FIELDS else repr(f.default)) + ')')
-    p.add_argument('--scheduler', help='address of a running Dask scheduler (default $WAVESCAT_SCHEDULER, else an embedded cluster)')
-    p.add_argument('--runs-per-gpu', type=int, default=1, help='runs at a time on each GPU of the embedded cluster (default 1)')
+    p.add_argument('--scheduler',
+                   help='address of a running Dask scheduler (default $WAVESCAT_SCHEDULER, else an embedded cluster)')
+    p.add_argument('--runs-per-gpu', type=int, default=1,
+                   help='runs at a time on each GPU of the embedded cluster (default 1)')
     p.add_argument('--cpu-runs', type=int, default=None,
                    help='runs at a time on a CPU-only machine, sharing its cores (default one per core)')
     p.add_argument('--progress-every', type=float, default=60.0, help='seconds between progress lines (default 60)')
-    p.add_argument('--retries', type=int, default=2, help='submissions again of a run whose worker died, and restarts of '
-                   'an embedded cluster left without workers (default 2)')
+    p.add_argument('--retries', type=int, default=2,
+                   help='submissions again of a run whose worker died, and restarts of '
+                        'an embedded cluster left without workers (default 2)')
     p.add_argument('--worker-timeout', type=float, default=120.0,
                    help='seconds without any worker before the sweep restarts its cluster or stops (default 120)')
     p.add_argument('--dry-run', action='store_true', help='list the runs and which are finished, then stop')
     return p
 
+# %% ../nbs/06_sweep.ipynb #77156b4e
 def main(argv=None) -> pd.DataFrame:
     p = sweep_parser(); a = vars(p.parse_args(argv))
     axes = {k: (v if len(v) > 1 else v[0]) for k, v in a.items() if k in _DEFAULTS and v is not None}
@@ -261,24 +294,28 @@ def main(argv=None) -> pd.DataFrame:
     except ValueError as e: p.error(str(e))
     cols = ['run_id', 'status', 'test_acc', 'time_s', 'error']
     if a['dry_run']:
-        res = pd.DataFrame([dict(run_id=run_id(c), status='earlier' if read_record(run_dir(c)) else 'to run') for c in configs])
+        res = pd.DataFrame([dict(run_id=run_id(c), status='earlier' if read_record(run_dir(c)) else 'to run')
+                            for c in configs])
         print(res.to_string(index=False)); return res
     old = signal.signal(signal.SIGTERM, _terminate)
-    try: res = sweep(configs, scheduler=a['scheduler'], runs_per_gpu=a['runs_per_gpu'], progress_every=a['progress_every'],
-                     cpu_runs=a['cpu_runs'], retries=a['retries'], worker_timeout=a['worker_timeout'])
+    try: res = sweep(configs, scheduler=a['scheduler'], runs_per_gpu=a['runs_per_gpu'],
+                     progress_every=a['progress_every'], cpu_runs=a['cpu_runs'], retries=a['retries'],
+                     worker_timeout=a['worker_timeout'])
     except SweepStopped as e: res, stopped = e.table, e
     else: stopped = None
     finally: signal.signal(signal.SIGTERM, old)
     with pd.option_context('display.max_colwidth', 80): print(res[cols].to_string(index=False))
     if stopped is not None:
-        print(f'sweep stopped ({stopped}): {(res.status == "stopped").sum()} runs left; run the same command again to resume them',
-              file=sys.stderr)
+        print(f'sweep stopped ({stopped}): {(res.status == "stopped").sum()} runs left; '
+              'run the same command again to resume them', file=sys.stderr)
         sys.exit(stopped.exit_code)
     if (res.status == 'failed').any(): sys.exit(1)
     return res
 
+# %% ../nbs/06_sweep.ipynb #a76c3d30
 class _Terminated(KeyboardInterrupt): exit_code = 143  # 128 + SIGTERM, as a shell reports a killed command
 
+# %% ../nbs/06_sweep.ipynb #ee6f1bdf
 def _terminate(signum, frame): raise _Terminated()
 
 # %% ../nbs/06_sweep.ipynb #cb350861
