@@ -105,6 +105,10 @@ def test_report(env, tmp_path):
     assert 'scat_v1 L=4 vs resnet18 over 2 paired seeds' in outputs_text(nb)  # the computed verdict
     assert (figs / 'headline.png').stat().st_size > 10_000
     assert (figs / 'accuracy_vs_L.png').exists() and (figs / 'learning_curves.png').exists()
+    text = outputs_text(nb)  # the sections without runs of their own say so, by name
+    assert 'No model has `fast` runs in both fp32 and bf16' in text
+    assert "No finished control runs (scat_v1_random, resnet18_narrow, scat_v1_blur) with protocol 'study, epochs=1" in text
+    assert 'No subset size has finished runs of both models yet.' in text and 'Fewer than two values of L' in text
 
 def test_report_without_records_says_how(tmp_path):
     nb = execute('report.ipynb', tmp_path / 'report.ipynb', out_dir=str(tmp_path / 'empty'), figures_dir=str(tmp_path / 'f'))
