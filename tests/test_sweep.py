@@ -34,6 +34,14 @@ def _wait_for(predicate, timeout, what):
         if time.time() - t0 > timeout: raise TimeoutError(f'waited {timeout} s for {what}')
         time.sleep(0.05)
 
+def _scheduler_address(sfile, timeout=60):
+    "The address in a scheduler file, once the scheduler has written it whole (the file appears empty first)."
+    def parsed():
+        try: return json.loads(sfile.read_text())['address']
+        except (FileNotFoundError, json.JSONDecodeError, KeyError): return None
+    _wait_for(parsed, timeout, f'the scheduler file {sfile}')
+    return parsed()
+
 def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_path, cache_env):
     "dask scheduler + 2 dask workers on 127.0.0.1; the sweep goes through `--scheduler`; one worker is killed -9 mid-run."
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
@@ -44,8 +52,7 @@ def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_p
         sfile = tmp_path / 'scheduler.json'
         procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', '0',
                              '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
-        _wait_for(sfile.exists, 60, 'the scheduler file')
-        address = json.loads(sfile.read_text())['address']
+        address = _scheduler_address(sfile)
         workers = [_start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1', '--no-nanny',
                            '--host', '127.0.0.1', '--no-dashboard'], logs, env) for _ in range(2)]
         procs += workers
@@ -124,8 +131,7 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
         sfile = tmp_path / 'scheduler.json'
         procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', '0',
                              '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
-        _wait_for(sfile.exists, 60, 'the scheduler file')
-        address = json.loads(sfile.read_text())['address']
+        address = _scheduler_address(sfile)
         worker = _start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1', '--no-nanny',
                          '--host', '127.0.0.1', '--no-dashboard'], logs, env)
         procs.append(worker)

@@ -19,12 +19,12 @@ from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, check_config, default_out
 from .runs import CorruptRunFileError, divergence, read_record
 
 # %% auto #0
-__all__ = ['DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'load_records', 'records_digest', 'usual_precision',
-           'record_precision', 'protocol_label', 'model_label', 'load_diverged', 'meets_divergence_rule',
-           'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown', 'intro_markdown',
-           'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown', 'finished_runs',
-           'with_holm', 'precision_parity', 'parity_markdown', 'controls_table', 'controls_verdicts', 'size_curve',
-           'size_curve_sentence', 'l_sweep']
+__all__ = ['RECORD_COLUMNS', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'load_records', 'records_digest',
+           'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
+           'meets_divergence_rule', 'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown',
+           'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
+           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'controls_table', 'controls_verdicts',
+           'size_curve', 'size_curve_sentence', 'l_sweep']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -39,6 +39,11 @@ def _record_row(r: dict, with_history: bool) -> dict:
             'epochs_done': len(r['history']), **({'history': r['history']} if with_history else {})}
 
 # %% ../nbs/04c_results.ipynb #4ee40394
+# what every row has, so that a folder without records gives a table with the same columns
+RECORD_COLUMNS = [f.name for f in dataclasses.fields(TrainConfig)] + [
+    'protocol', 'test_acc', 'dataset', 'dataset_hash', 'n_test', 'run_id', 'time_s', 'images_per_s', 'device',
+    'environment', 'epochs_done']
+
 def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
     "One row per finished run under `out_dir` (default outputs/runs)"
     # a record that cannot be read is skipped with a warning
@@ -48,7 +53,7 @@ def load_records(out_dir=None, with_history=False) -> pd.DataFrame:
         except CorruptRunFileError as e: warnings.warn(f'Skipping a run: {e}')
         except (KeyError, TypeError, AttributeError) as e:
             warnings.warn(f'Skipping a run: {f} is not a complete run record (no {e})')
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=RECORD_COLUMNS)
 
 # %% ../nbs/04c_results.ipynb #6f7bf533
 def records_digest(run_ids) -> str:
