@@ -288,7 +288,7 @@ def test_the_controls_train_and_reload(tiny, tmp_path, model):
     "Issue 28's controls go where scat_v1 goes; the reloaded model (random filters included) scores what the run did."
     from wavescat.data import load_dataset
     from wavescat.runs import load_run_model
-    from wavescat.train import evaluate
+    from wavescat.evaluate import evaluate
     rec = train(out_dir=str(tmp_path), **{**tiny, 'model': model, 'L': 2, 'epochs': 1, 'precision': 'fp32'})
     assert rec['run_id'].startswith(f'{model}-L2-n2-s0-')
     test = load_dataset('cifar10', tiny['data_root'])[1]

@@ -19,7 +19,7 @@ from .data import Batches
 from .images import ImageSet
 from .scattering import Scattering
 from .models import get_model
-from .train import autocast
+from .evaluate import autocast
 
 # %% auto #0
 __all__ = ['SCATTERING_CONFIGS', 'BENCH_MODELS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn',
