@@ -144,7 +144,8 @@ def _params_cell(name) -> str:
     (cell,) = [c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', [])]
     return ''.join(cell['source'])
 
-@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'hybrid.ipynb', 'era_v1.ipynb', 'is_random.ipynb', 'l_sweep.ipynb', 'protocol.ipynb'])
+@pytest.mark.parametrize('name', ['baseline.ipynb', 'scat_v1.ipynb', 'hybrid.ipynb', 'era_v1.ipynb', 'is_random.ipynb',
+                                  'l_sweep.ipynb', 'protocol.ipynb', 'protocol_strong.ipynb'])
 def test_parameters_cell_is_generated_from_the_config(name):
     "Each experiment notebook's parameters are TrainConfig's (names, defaults, docs): regenerate with nbparams.write_parameters."
     from wavescat.nbparams import NOTEBOOK_PARAMETERS, NOTEBOOK_DEFAULTS, parameters_cell

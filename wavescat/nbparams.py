@@ -4,15 +4,15 @@
 
 # %% ../nbs/04e_nbparams.ipynb #6c31e3e3
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, textwrap
 from pathlib import Path
 
 from .core import is_int, resolve_device
 from .config import CONFIG_RULES, PROTOCOL_FIELDS, SCATTERING_FIELDS, TrainConfig, check_config
 
 # %% auto #0
-__all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'notebook_params', 'check_known', 'check_study',
-           'experiment_config', 'parameters_cell', 'write_parameters']
+__all__ = ['STUDY_RULES', 'NOTEBOOK_PARAMETERS', 'NOTEBOOK_DEFAULTS', 'LINE_WIDTH', 'notebook_params', 'check_known',
+           'check_study', 'experiment_config', 'parameters_cell', 'write_parameters']
 
 # %% ../nbs/04e_nbparams.ipynb #ff12c743
 def notebook_params(namespace: dict, before: set) -> dict:
@@ -96,6 +96,7 @@ NOTEBOOK_PARAMETERS = {  # per notebook: study parameters (value, doc) first, th
         'scheduler': (None, _STUDY['scheduler'])}),
 }
 NOTEBOOK_DEFAULTS = {'download': True}
+LINE_WIDTH = 120  # the longest line a generated cell has
 
 def parameters_cell(skip=(), only=None, extra=None, overrides=None) -> str:
     "A papermill parameters cell: `extra`'s names, then `TrainConfig`'s fields"
@@ -106,8 +107,13 @@ def parameters_cell(skip=(), only=None, extra=None, overrides=None) -> str:
         if f.name in skip or (only is not None and f.name not in only): continue
         doc = f.metadata['doc'] + (" (None: the protocol's)" if f.name in PROTOCOL_FIELDS else '')
         rows.append((f.name, values.get(f.name, f.default), doc))
-    width = max(len(f'{k} = {v!r}') for k, v, _ in rows) + 2
-    return '\n'.join(f'{k} = {v!r}'.ljust(width) + f'# {doc}' for k, v, doc in rows)
+    # the comments line up after the assignments, but a long one (a list of 20 values) does not push them all right
+    width = max(n for k, v, _ in rows if (n := len(f'{k} = {v!r}')) <= 40) + 2
+    def row(k, v, doc):  # a doc too long for one line goes on under itself, as comment lines
+        at = max(width, len(f'{k} = {v!r}') + 2)
+        first, *rest = textwrap.wrap(doc, LINE_WIDTH - at - 2)
+        return '\n'.join([f'{k} = {v!r}'.ljust(at) + f'# {first}'] + [' ' * at + f'# {r}' for r in rest])
+    return '\n'.join(row(*r) for r in rows)
 
 # %% ../nbs/04e_nbparams.ipynb #5108e711
 def write_parameters(path):
