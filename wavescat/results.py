@@ -8,14 +8,13 @@ import dataclasses, hashlib, json, math, warnings
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
 from .subsets import data_name
 from .published import PUBLISHED, published_200_epochs, published_verdicts
 from .stats import holm, paired_difference, seed_summary, t_interval, verdict
-from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, check_config, default_out_dir
+from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
 from .runs import CorruptRunFileError, divergence, read_record
 
 # %% auto #0

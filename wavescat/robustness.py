@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from .images import ImageSet
-
 # %% auto #0
 __all__ = ['DEFORMATIONS', 'smooth_field', 'deform', 'relative_distances', 'unrelated_distance', 'curve', 'crossing',
            'plot_deformation']

@@ -5,12 +5,11 @@
 # %% ../nbs/06_sweep.ipynb #850014cb
 from __future__ import annotations
 import argparse, contextlib, dataclasses, itertools, logging, os, signal, sys, time, traceback
-from pathlib import Path
 
 import dask
 import pandas as pd
 import torch
-from distributed import Client, LocalCluster, Nanny, SpecCluster, Scheduler, as_completed, wait
+from distributed import Client, Nanny, SpecCluster, Scheduler, wait
 from distributed.scheduler import KilledWorker
 
 from .core import atomic_write_json, check_int, hms
