@@ -37,6 +37,7 @@ def execute(name, out_path, **params):
 
 def errors(nb):
     "The error outputs of an executed notebook."
-    return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
+            if o.get('output_type') == 'error']
 
 def outputs_text(nb) -> str: return json.dumps([c.get('outputs') for c in nb.cells])

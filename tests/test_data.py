@@ -109,7 +109,8 @@ def test_corrupt_pickle_is_an_error(tmp_path, cache):
     from wavescat.cifar10 import make_fake_cifar10
     fake = make_fake_cifar10(tmp_path / 'f', n_train=1, n_test=1)
     (fake['batches'] / 'cifar-10-batches-py' / 'data_batch_3').write_bytes(b'garbage')
-    with pytest.raises(ValueError, match=r'data_batch_3 is not a readable CIFAR-10 batch'): load_cifar10(fake['batches'], cache=cache)
+    with pytest.raises(ValueError, match=r'data_batch_3 is not a readable CIFAR-10 batch'):
+        load_cifar10(fake['batches'], cache=cache)
 
 @pytest.mark.parametrize('bad', [0, 6, 2.5, '100', None, -1])
 def test_bad_n_per_class(fake_cifar, cache, bad):
@@ -118,9 +119,11 @@ def test_bad_n_per_class(fake_cifar, cache, bad):
         subsample(train, bad, seed=0)
 
 def test_subsets_are_identical_in_two_fresh_processes(fake_cifar):
-    code = ('from wavescat.cifar10 import load_cifar10; from wavescat.subsets import subsample; from wavescat.data import Batches; import torch; torch.manual_seed({s}); '
+    code = ('from wavescat.cifar10 import load_cifar10; from wavescat.subsets import subsample; '
+            'from wavescat.data import Batches; import torch; torch.manual_seed({s}); '
             f'tr, _ = load_cifar10({str(fake_cifar["batches"])!r}); '
-            'a, v = subsample(tr, 3, seed=7, val_per_class=1); b = Batches(a, 8, shuffle=True, augment="basic", seed=7); '
+            'a, v = subsample(tr, 3, seed=7, val_per_class=1); '
+            'b = Batches(a, 8, shuffle=True, augment="basic", seed=7); '
             'x, y = next(iter(b)); print(a.idx.tolist(), v.idx.tolist(), y.tolist(), float(x.sum()))')
     # different global RNG states must not matter
     assert run_python(code.format(s=1)) == run_python(code.format(s=2))
@@ -145,7 +148,8 @@ def test_batches_cover_and_normalise(fake_cifar, cache):
     assert sorted(torch.cat(ys).tolist()) == sorted(train.y.tolist())
     # without augmentation, the batch is exactly the normalised images
     plain = next(iter(Batches(train, 50)))[0]
-    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1); std = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
     assert torch.allclose(plain, (train.x.float() / 255 - mean) / std, atol=1e-5)
 
 def test_augmentation_changes_images_but_keeps_content(fake_cifar, cache):

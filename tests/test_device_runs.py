@@ -1,4 +1,5 @@
-"tools/device_runs.py: the packed data gives the very subsets of the real data, and runs on it refuse a subset it lacks."
+("tools/device_runs.py: the packed data gives the very subsets of the real data, "
+ "and runs on it refuse a subset it lacks.")
 import importlib.util, json, os, subprocess, sys
 import numpy as np, pytest, torch
 from conftest import ROOT
@@ -14,7 +15,8 @@ def tool(*args, cache):
 @pytest.fixture
 def packed(fake_cifar, tmp_path):
     out = tmp_path / 'pack.npz'
-    r = tool('pack', '--data', fake_cifar['batches'], '--n', 2, '--seeds', 0, 1, '--out', out, '--allow-dirty', cache=tmp_path / 'cache')
+    r = tool('pack', '--data', fake_cifar['batches'], '--n', 2, '--seeds', 0, 1, '--out', out, '--allow-dirty',
+             cache=tmp_path / 'cache')
     assert r.returncode == 0, r.stderr
     return out
 
@@ -43,8 +45,8 @@ def test_pack_rebuilds_the_real_subsets(packed, fake_cifar, tmp_path):
 
 def test_a_run_on_the_pack_records_the_real_data(packed, tmp_path):
     packed = with_meta(packed, tmp_path / 'marked.npz', git='packed-commit-marker')  # git here would give another value
-    r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
-             cache=tmp_path / 'cache')
+    r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1,
+             '--out-dir', tmp_path / 'runs', cache=tmp_path / 'cache')
     assert r.returncode == 0, r.stderr
     (rec_file,) = (tmp_path / 'runs').glob('resnet18-n2-s0-*/record.json')
     rec, meta = json.loads(rec_file.read_text()), load_tool().load_pack(packed)[2]
@@ -52,16 +54,17 @@ def test_a_run_on_the_pack_records_the_real_data(packed, tmp_path):
     assert rec['versions']['git'] == 'packed-commit-marker' and rec['params']['epochs'] == 1
 
 def test_a_subset_the_pack_lacks_is_refused_before_training(packed, tmp_path):
-    r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 2, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
-             cache=tmp_path / 'cache')
-    assert r.returncode != 0 and 'n_per_class=2, seed=2: the pack holds only the subsets (n_per_class-seed) 2-0, 2-1' in r.stderr
+    r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 2, '--n', 2, '--epochs', 1,
+             '--out-dir', tmp_path / 'runs', cache=tmp_path / 'cache')
+    assert (r.returncode != 0
+            and 'n_per_class=2, seed=2: the pack holds only the subsets (n_per_class-seed) 2-0, 2-1' in r.stderr)
     assert not list((tmp_path / 'runs').glob('resnet18-*'))
 
 def test_code_other_than_the_packed_commit_is_refused(packed, tmp_path):
     code = json.loads(str(np.load(packed)['meta']))['code']
     assert 'wavescat/train.py' in code and 'tools/device_runs.py' in code
     drifted = with_meta(packed, tmp_path / 'drifted.npz', code={**code, 'wavescat/train.py': '0' * 40})
-    r = tool('one', '--pack', drifted, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1, '--out-dir', tmp_path / 'runs',
-             cache=tmp_path / 'cache')
+    r = tool('one', '--pack', drifted, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1,
+             '--out-dir', tmp_path / 'runs', cache=tmp_path / 'cache')
     assert r.returncode != 0 and 'these files differ from commit' in r.stderr and 'wavescat/train.py' in r.stderr
     assert not list((tmp_path / 'runs').glob('resnet18-*'))

@@ -12,5 +12,6 @@ def test_installed_packages_equal_the_lock():
     here = f'{platform.system()}-{platform.machine()} Python {sys.version_info[0]}.{sys.version_info[1]}'
     if here != f'Linux-x86_64 Python {lock_python()}': pytest.skip(f'requirements.lock does not cover {here}')
     env = environment()
-    assert env['lock'] is not None, 'installed packages differ from requirements.lock:\n' + '\n'.join(env['lock_differences'])
+    assert env['lock'] is not None, ('installed packages differ from requirements.lock:\n'
+                                     + '\n'.join(env['lock_differences']))
     assert installed_packages() == lock_pins(ROOT / 'requirements.lock')

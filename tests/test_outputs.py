@@ -6,7 +6,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MACHINE_PATH = re.compile(r'(?<![\w.:/])/(tmp|work|home|root|Users|mnt|scratch|private)/[^\s"\'`]*')
 
 def committed_outputs():
-    files = subprocess.run(['git', 'ls-files', 'outputs'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(['git', 'ls-files', 'outputs'], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
     return [ROOT / f for f in files if f.endswith(('.json', '.ipynb', '.csv', '.md'))]
 
 def test_the_machine_path_pattern():
@@ -18,7 +19,8 @@ def test_committed_outputs_hold_no_machine_paths():
     "papermill writes its output path into the notebook: execute to a scratch file and copy, and that path leaks."
     files = committed_outputs()
     assert len(files) >= 20, files
-    leaks = {str(f.relative_to(ROOT)): m.group(0) for f in files if (m := MACHINE_PATH.search(f.read_text(errors='replace')))}
+    leaks = {str(f.relative_to(ROOT)): m.group(0) for f in files
+             if (m := MACHINE_PATH.search(f.read_text(errors='replace')))}
     assert leaks == {}, f'absolute machine paths in committed outputs (make them relative): {leaks}'
 
 def test_executed_notebooks_name_themselves():
@@ -45,10 +47,12 @@ def test_committed_run_ids_recompute_from_their_params():
 def test_the_executed_report_read_every_committed_record():
     "outputs/report.ipynb must be re-executed whenever records are committed: it prints the digest of the ids it read."
     from wavescat.results import records_digest
-    files = subprocess.run(['git', 'ls-files', 'outputs/runs/*/record.json'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(['git', 'ls-files', 'outputs/runs/*/record.json'], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
     ids = [Path(f).parent.name for f in files]
     text = json.dumps([c.get('outputs') for c in json.loads((ROOT / 'outputs' / 'report.ipynb').read_text())['cells']])
     m = re.search(r'(\d+) runs from [^,]+, made in \d+ software environment\(s\); records digest ([0-9a-f]{12})', text)
     assert m, 'outputs/report.ipynb does not say which records it read: re-execute it'
     assert (int(m[1]), m[2]) == (len(ids), records_digest(ids)), \
-        f'outputs/report.ipynb read {m[1]} records, {len(ids)} are committed: re-execute it (./run papermill nbs/report.ipynb outputs/report.ipynb)'
+        (f'outputs/report.ipynb read {m[1]} records, {len(ids)} are committed: '
+         're-execute it (./run papermill nbs/report.ipynb outputs/report.ipynb)')

@@ -19,12 +19,14 @@ def test_every_notebook_parameter_in_the_readme_exists():
         nb = re.search(r'(nbs/\w+\.ipynb)', cmd).group(1)
         declared = set(pm.inspect_notebook(str(ROOT / nb)))
         names = re.findall(r'-p (\w+) ', cmd) + re.findall(r'-y "(\w+):', cmd)
-        assert set(names) <= declared, f'{cmd}: {sorted(set(names) - declared)} not among {nb} parameters {sorted(declared)}'
+        assert set(names) <= declared, (f'{cmd}: {sorted(set(names) - declared)} '
+                                        f'not among {nb} parameters {sorted(declared)}')
         seen += len(names)
     assert seen >= 20, seen
 
 def test_list_parameters_go_through_yaml():
-    "papermill's `-p` never parses a list: `-p sizes \"[10, 100]\"` hands the notebook the string '[10, 100]'; lists need `-y`."
+    ("papermill's `-p` never parses a list: `-p sizes \"[10, 100]\"` hands the notebook the string '[10, 100]'; "
+     "lists need `-y`.")
     values = re.findall(r'-p \w+ ("[^"]*"|\'[^\']*\'|[^\s`)]+)', README)
     assert len(values) >= 20, values
     assert [v for v in values if v.strip('"\'').lstrip().startswith(('[', '{'))] == []

@@ -18,8 +18,10 @@ def cache_env(tmp_path, monkeypatch):
 
 def test_two_workers_run_four_runs_and_a_failure_stops_none(fake_cifar, tmp_path, cache_env):
     configs = grid(model='scat_v1', L=[1, 2], seed=[0, 1], epochs=1, **tiny(fake_cifar, tmp_path / 'runs'))
-    configs[1] = grid(model='scat_v1', L=1, seed=1, epochs=1, **{**tiny(fake_cifar, tmp_path / 'runs'), 'data_root': str(tmp_path / 'missing')})[0]
-    with LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, Client(cluster) as client:
+    configs[1] = grid(model='scat_v1', L=1, seed=1, epochs=1,
+                      **{**tiny(fake_cifar, tmp_path / 'runs'), 'data_root': str(tmp_path / 'missing')})[0]
+    with LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1',
+                      dashboard_address=None) as cluster, Client(cluster) as client:
         res = sweep(configs, client=client, progress_every=5)
     assert res.status.tolist() == ['finished', 'failed', 'finished', 'finished']
     assert 'missing' in res.error[1] and 'load_cifar10' in res.traceback[1]
@@ -43,22 +45,24 @@ def _scheduler_address(sfile, timeout=60):
     return parsed()
 
 def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_path, cache_env):
-    "dask scheduler + 2 dask workers on 127.0.0.1; the sweep goes through `--scheduler`; one worker is killed -9 mid-run."
+    ("dask scheduler + 2 dask workers on 127.0.0.1; the sweep goes through `--scheduler`; "
+     "one worker is killed -9 mid-run.")
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     out = tmp_path / 'runs'
     run = tiny(fake_cifar, out, epochs=4, checkpoint_every=1)
     procs, logs = [], open(tmp_path / 'cluster.log', 'w')
     try:
         sfile = tmp_path / 'scheduler.json'
-        procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', '0',
-                             '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
+        procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1',
+                             '--port', '0', '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
         address = _scheduler_address(sfile)
-        workers = [_start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1', '--no-nanny',
-                           '--host', '127.0.0.1', '--no-dashboard'], logs, env) for _ in range(2)]
+        workers = [_start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1',
+                           '--no-nanny', '--host', '127.0.0.1', '--no-dashboard'], logs, env) for _ in range(2)]
         procs += workers
         flags = [f'--{k.replace("_", "-")}={v}' for k, v in run.items()]
-        cli = subprocess.Popen([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1', *flags,
-                                '--scheduler', address, '--progress-every', '5'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cli = subprocess.Popen([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1',
+                                *flags, '--scheduler', address, '--progress-every', '5'],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=env, start_new_session=True)
         procs.append(cli)
         ckpts = lambda: list(out.glob('*/checkpoint.pt'))
@@ -78,7 +82,8 @@ def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_p
     for f in records:
         rec = json.loads(f.read_text())
         assert [h['epoch'] for h in rec['history']] == list(range(1, 5))  # every epoch, once
-        alone = train(**{**run, 'out_dir': str(tmp_path / 'alone'), 'seed': rec['params']['seed']}, progress_every=float('inf'))
+        alone = train(**{**run, 'out_dir': str(tmp_path / 'alone'), 'seed': rec['params']['seed']},
+                      progress_every=float('inf'))
         assert rec['run_id'] == alone['run_id'] and rec['metrics'] == alone['metrics']
     again = subprocess.run([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1', *flags,
                             '--scheduler', 'tcp://127.0.0.1:9'], capture_output=True, text=True, env=env, timeout=120)
@@ -88,8 +93,8 @@ def test_a_worker_killed_mid_run_and_the_run_resumes_elsewhere(fake_cifar, tmp_p
 def _sweep_cli(run, *extra, env):
     flags = [f'--{k.replace("_", "-")}={v}' for k, v in run.items()]
     return subprocess.Popen([sys.executable, '-m', 'wavescat.sweep', '--model', 'resnet18', '--seed', '0', '1', *flags,
-                             '--progress-every', '5', *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+                             '--progress-every', '5', *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True)
 
 def _worker_processes(pid):
     "The Dask worker processes that the embedded cluster of the process `pid` spawned."
@@ -115,7 +120,8 @@ def test_the_embedded_clusters_only_worker_killed_mid_run(fake_cifar, tmp_path, 
     for f in sorted(out.glob('*/record.json')):
         rec = json.loads(f.read_text())
         assert [h['epoch'] for h in rec['history']] == list(range(1, 5))  # every epoch, once
-        alone = train(**{**run, 'out_dir': str(tmp_path / 'alone'), 'seed': rec['params']['seed']}, progress_every=float('inf'))
+        alone = train(**{**run, 'out_dir': str(tmp_path / 'alone'), 'seed': rec['params']['seed']},
+                      progress_every=float('inf'))
         assert rec['metrics'] == alone['metrics']  # resumed: the same numbers as without the kill
         w, w_alone = (torch.load(d / rec['run_id'] / 'model.pt') for d in (out, tmp_path / 'alone'))
         assert all(torch.equal(w[k], w_alone[k]) for k in w)
@@ -129,8 +135,8 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
     procs, logs = [], open(tmp_path / 'cluster.log', 'w')
     try:
         sfile = tmp_path / 'scheduler.json'
-        procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', '0',
-                             '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
+        procs.append(_start([sys.executable, '-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1',
+                             '--port', '0', '--no-dashboard', '--scheduler-file', str(sfile)], logs, env))
         address = _scheduler_address(sfile)
         worker = _start([sys.executable, '-m', 'distributed.cli.dask_worker', address, '--nthreads', '1', '--no-nanny',
                          '--host', '127.0.0.1', '--no-dashboard'], logs, env)
@@ -146,7 +152,8 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
             p.wait(timeout=30)
         logs.close()
     assert cli.returncode == 1 and waited < 60, (cli.returncode, waited, stdout)
-    assert 'no worker left' in stdout and stdout.count('stopped') >= 2 and 'run the same command again' in stdout, stdout
+    assert ('no worker left' in stdout and stdout.count('stopped') >= 2
+            and 'run the same command again' in stdout), stdout
 
 def test_sigterm_prints_what_is_left(fake_cifar, tmp_path, cache_env):
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}

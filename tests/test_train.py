@@ -51,12 +51,13 @@ def test_record_keys(tiny, tmp_path):
     assert {'params', 'metrics', 'history', 'time_s', 'images_per_s', 'device', 'versions', 'data'} <= set(rec)
     assert {'model', 'L', 'n_per_class', 'seed', 'epochs'} <= set(rec['params'])
     assert {'test_acc', 'val_acc', 'train_acc', 'train_loss', 'test_loss'} <= set(rec['metrics'])
-    assert {'train_loss', 'train_acc', 'lr', 'seconds', 'images_per_s'} <= set(rec['history'][0])  # validation: with eval_every
+    assert ({'train_loss', 'train_acc', 'lr', 'seconds', 'images_per_s'}
+            <= set(rec['history'][0]))  # validation: with eval_every
     assert set(rec['versions']) >= {'python', 'torch', 'kymatio', 'wavescat', 'git'}
     assert rec['data']['n_train'] == 20 and rec['data']['n_val'] == 10 and len(rec['data']['train_indices_hash']) == 16
 
-LEARNING_RUN = dict(model='resnet18', n_per_class=5, epochs=8, batch_size=10, lr=0.01, schedule='onecycle', augment='none',
-                    device='cpu', progress_every=float('inf'))
+LEARNING_RUN = dict(model='resnet18', n_per_class=5, epochs=8, batch_size=10, lr=0.01, schedule='onecycle',
+                    augment='none', device='cpu', progress_every=float('inf'))
 
 def learned(metrics) -> bool:
     "Far from chance (10 %, cross-entropy ln 10 = 2.30) on the training images, measured without augmentation."
@@ -97,8 +98,9 @@ def test_finished_run_on_other_data_is_not_reused(tiny, tmp_path):
     from wavescat.cifar10 import make_fake_cifar10
     train(out_dir=str(tmp_path / 'runs'), **tiny)
     other = make_fake_cifar10(tmp_path / 'other', n_train=5, n_test=2, seed=1)
-    with pytest.raises(ValueError, match=r'was made on other data: batches/cifar-10-batches-py \(content hash [0-9a-f]{16}, '
-                                                r'n_train 20, n_test 20\); this call uses .*other/batches/cifar-10-batches-py'):
+    with pytest.raises(ValueError, match=r'was made on other data: batches/cifar-10-batches-py '
+                                         r'\(content hash [0-9a-f]{16}, n_train 20, n_test 20\); '
+                                         r'this call uses .*other/batches/cifar-10-batches-py'):
         train(out_dir=str(tmp_path / 'runs'), **{**tiny, 'data_root': str(other['batches'])})
 
 def test_checkpoint_made_on_other_data_is_not_resumed(tiny, tmp_path):
@@ -161,7 +163,8 @@ def _wait_for(path, proc, seconds=240):
     proc.kill(); pytest.fail(f'no {path} after {seconds} s')
 
 def test_second_process_fails_fast_while_the_first_trains(tiny, tmp_path, capsys):
-    "3: one trainer per run: a second process fails at once naming the holder; once the first is done, its record is reused."
+    ("3: one trainer per run: a second process fails at once naming the holder; "
+     "once the first is done, its record is reused.")
     kw = {**tiny, 'out_dir': str(tmp_path / 'runs')}
     first = _start_trainer(kw, tmp_path / 'flag')
     try:
@@ -251,12 +254,14 @@ def test_files_get_the_umask_mode(tiny, tmp_path):
         assert f.stat().st_mode & 0o777 == 0o644, f
 
 def test_fast_protocol_is_the_committed_choice():
-    "PROTOCOLS['fast'] is what nbs/protocol.ipynb chose on validation data (outputs/protocol.json); fields added later are off."
+    ("PROTOCOLS['fast'] is what nbs/protocol.ipynb chose on validation data (outputs/protocol.json); "
+     "fields added later are off.")
     import dataclasses
     from pathlib import Path
     from wavescat.config import PROTOCOLS, TrainConfig
     chosen = json.loads((Path(__file__).resolve().parents[1] / 'outputs' / 'protocol.json').read_text())['fast']
-    off = {f.name: f.metadata['id_default'] for f in dataclasses.fields(TrainConfig) if f.name in set(PROTOCOLS['fast']) - set(chosen)}
+    off = {f.name: f.metadata['id_default'] for f in dataclasses.fields(TrainConfig)
+           if f.name in set(PROTOCOLS['fast']) - set(chosen)}
     assert set(off) == {'ema', 'tta'} and off == {'ema': 0.0, 'tta': 'none'}
     assert PROTOCOLS['fast'] == {**chosen, **off}
 
@@ -273,7 +278,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_found_before_training(tiny, small_disk):
     "Issue 27: ResNet18 (45 MB of weights) on a 20 MiB disk used to train an epoch and die in torch's words."
     epochs = []
-    with pytest.raises(OSError, match=f'Parameter out_dir: {small_disk}/runs/resnet18-n2-s0-\\w+ has 20.0 MiB free and this run needs up to 21'):
+    with pytest.raises(OSError, match=f'Parameter out_dir: {small_disk}/runs/resnet18-n2-s0-\\w+ has 20.0 MiB free '
+                                      'and this run needs up to 21'):
         train(out_dir=str(small_disk / 'runs'), on_epoch_end=epochs.append, **tiny)
     assert epochs == [] and list((small_disk / 'runs').iterdir()) == []  # no epoch, no empty run folder
 
@@ -292,4 +298,5 @@ def test_the_controls_train_and_reload(tiny, tmp_path, model):
     rec = train(out_dir=str(tmp_path), **{**tiny, 'model': model, 'L': 2, 'epochs': 1, 'precision': 'fp32'})
     assert rec['run_id'].startswith(f'{model}-L2-n2-s0-')
     test = load_dataset('cifar10', tiny['data_root'])[1]
-    assert evaluate(load_run_model(tmp_path / rec['run_id']), test, torch.device('cpu'))[1] == rec['metrics']['test_acc']
+    assert (evaluate(load_run_model(tmp_path / rec['run_id']), test, torch.device('cpu'))[1]
+            == rec['metrics']['test_acc'])

@@ -21,17 +21,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 def clean_head(allow_dirty=False) -> str:
-    "HEAD's commit; exits when the checkout has uncommitted changes (the records would name the wrong code) unless allowed."
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT, capture_output=True, text=True).stdout
+    ("HEAD's commit; exits when the checkout has uncommitted changes (the records would name the wrong code) "
+     "unless allowed.")
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT, capture_output=True,
+                           text=True).stdout
     if dirty.strip() and not allow_dirty: sys.exit(f'device_runs pack: commit first; uncommitted changes:\n{dirty}')
-    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
     return head + ('+dirty' if dirty.strip() else '')
 
-CODE = ('settings.ini', 'wavescat', 'tools')  # what a run executes: the records name its commit, so it must be that commit's
+# what a run executes: the records name its commit, so it must be that commit's
+CODE = ('settings.ini', 'wavescat', 'tools')
 
 def code_hashes() -> dict:
     "Git's blob hash of every file under `CODE` that git tracks (computed from the files, so it works without .git)."
-    files = subprocess.run(['git', 'ls-files', *CODE], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(['git', 'ls-files', *CODE], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
     return {f: blob_hash(ROOT / f) for f in files}
 
 def blob_hash(path) -> str:
@@ -39,10 +44,12 @@ def blob_hash(path) -> str:
     return hashlib.sha1(b'blob %d\0' % len(b) + b).hexdigest()
 
 def check_code(meta):
-    "Exit unless the files here are the packed commit's (the copy sent to the GPU machine may have drifted since `pack`)."
+    ("Exit unless the files here are the packed commit's "
+     "(the copy sent to the GPU machine may have drifted since `pack`).")
     differ = [f for f, h in meta['code'].items() if not (ROOT / f).is_file() or blob_hash(ROOT / f) != h]
-    if differ: sys.exit(f"device_runs: these files differ from commit {meta['git'][:10]}, which the pack and the records name: "
-                        f"{', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}; pack again from this checkout")
+    if differ: sys.exit(f"device_runs: these files differ from commit {meta['git'][:10]}, "
+                        f"which the pack and the records name: {', '.join(differ[:5])}"
+                        f"{' ...' if len(differ) > 5 else ''}; pack again from this checkout")
 
 def pack(a):
     from wavescat.cifar10 import load_cifar10
@@ -67,7 +74,8 @@ def load_pack(path):
     meta = json.loads(str(z['meta']))
     x = np.zeros((meta['n_train'], *z['x_keep'].shape[1:]), np.uint8)
     x[z['keep']] = z['x_keep']
-    as_set = lambda x, y: ImageSet(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), tuple(meta['classes']), meta['source'])
+    as_set = lambda x, y: ImageSet(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), tuple(meta['classes']),
+                                   meta['source'])
     return as_set(x, z['y_train']), as_set(z['x_test'], z['y_test']), meta
 
 def one(a):
@@ -81,11 +89,13 @@ def one(a):
         d = prepare(cfg)
         key = f'{cfg.n_per_class}-{cfg.seed}'
         if key not in meta['hashes']:
-            raise SystemExit(f"n_per_class={cfg.n_per_class}, seed={cfg.seed}: the pack holds only the subsets (n_per_class-seed) "
-                             f"{', '.join(meta['hashes'])}; pack this size and seed (pack --n N --seeds S ...)")
+            raise SystemExit(f"n_per_class={cfg.n_per_class}, seed={cfg.seed}: the pack holds only the subsets "
+                             f"(n_per_class-seed) {', '.join(meta['hashes'])}; "
+                             "pack this size and seed (pack --n N --seeds S ...)")
         if d.record['hash'] != meta['hashes'][key]:
-            raise SystemExit(f"n_per_class={cfg.n_per_class}, seed={cfg.seed}: subset content hash {d.record['hash']} is not the "
-                             f"real data's {meta['hashes'][key]}: the pack is damaged or was made by other code; pack again")
+            raise SystemExit(f"n_per_class={cfg.n_per_class}, seed={cfg.seed}: subset content hash {d.record['hash']} "
+                             f"is not the real data's {meta['hashes'][key]}: "
+                             "the pack is damaged or was made by other code; pack again")
         d.record['dataset_hash'] = meta['dataset_hash']
         return d
     T.prepare_data = prepare_packed
@@ -116,8 +126,9 @@ def train(a):
     for run in a.runs:
         for s in a.seeds:
             name = f"{run.replace(':', '-L')}-s{s}"
-            cmd = [sys.executable, __file__, 'one', '--pack', a.pack, '--run', run, '--seed', str(s), '--n', str(a.n),
-                   '--protocol', a.protocol, '--checkpoint-every', str(a.checkpoint_every)] + (['--epochs', str(a.epochs)] if a.epochs else [])
+            cmd = ([sys.executable, __file__, 'one', '--pack', a.pack, '--run', run, '--seed', str(s), '--n', str(a.n),
+                    '--protocol', a.protocol, '--checkpoint-every', str(a.checkpoint_every)]
+                   + (['--epochs', str(a.epochs)] if a.epochs else []))
             with open(logs / f'{name}.log', 'w') as log:  # the child keeps its own handle
                 jobs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     while jobs:
@@ -134,17 +145,22 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
     c = sub.add_parser('pack'); c.add_argument('--data', default=os.environ.get('WAVESCAT_DATA'))
-    c.add_argument('--n', type=int, default=100); c.add_argument('--seeds', type=int, nargs='+', required=True); c.add_argument('--out', required=True)
-    c.add_argument('--allow-dirty', action='store_true', help='pack from a checkout with uncommitted changes (records say +dirty)')
+    c.add_argument('--n', type=int, default=100); c.add_argument('--seeds', type=int, nargs='+', required=True)
+    c.add_argument('--out', required=True)
+    c.add_argument('--allow-dirty', action='store_true',
+                   help='pack from a checkout with uncommitted changes (records say +dirty)')
     for name in ('one', 'train'):
         c = sub.add_parser(name); c.add_argument('--pack', required=True); c.add_argument('--n', type=int, default=100)
         c.add_argument('--protocol', default='study'); c.add_argument('--checkpoint-every', type=int, default=25)
         c.add_argument('--epochs', type=int, default=None, help="the protocol's unless given")
         if name == 'one':
-            c.add_argument('--run', required=True); c.add_argument('--seed', type=int, required=True); c.add_argument('--out-dir')
+            c.add_argument('--run', required=True); c.add_argument('--seed', type=int, required=True)
+            c.add_argument('--out-dir')
         else:
             c.add_argument('--runs', nargs='+', required=True, help="model or model:L, e.g. resnet18 scat_v1:4")
-            c.add_argument('--seeds', type=int, nargs='+', required=True); c.add_argument('--logs', default='logs/device')
-            c.add_argument('--copy-to', default=os.environ.get('OUT')); c.add_argument('--deadline', type=float, default=420)
+            c.add_argument('--seeds', type=int, nargs='+', required=True)
+            c.add_argument('--logs', default='logs/device')
+            c.add_argument('--copy-to', default=os.environ.get('OUT'))
+            c.add_argument('--deadline', type=float, default=420)
     a = p.parse_args()
     dict(pack=pack, one=one, train=train)[a.cmd](a)

@@ -30,9 +30,11 @@ def blocks() -> dict:
         'intro': ex.intro_markdown,
         'front_fast': lambda: ex.front_markdown(ex.headline(runs), 'outputs/figures/headline.png'),
         'front_study': lambda: ex.front_markdown(ex.headline(runs, **study), 'outputs/figures/headline_study.png'),
-        'front_strong': lambda: ex.front_markdown(ex.headline(runs, protocol='strong'), 'outputs/figures/headline_strong.png'),
+        'front_strong': lambda: ex.front_markdown(ex.headline(runs, protocol='strong'),
+                                                  'outputs/figures/headline_strong.png'),
         'fast': lambda: ex.results_markdown(ex.headline(runs), figure='../outputs/figures/headline.png'),
-        'study': lambda: ex.results_markdown(ex.headline(runs, **study), figure='../outputs/figures/headline_study.png'),
+        'study': lambda: ex.results_markdown(ex.headline(runs, **study),
+                                             figure='../outputs/figures/headline_study.png'),
         'parity': lambda: ex.parity_markdown(runs),
         'comparisons': lambda: ex.comparisons_markdown(runs),
         'features': lambda: ex.features_markdown(csv, runs),
@@ -80,7 +82,8 @@ if __name__ == '__main__':
     for nb, page in PAGES.items():
         if '--check' in sys.argv:
             problems += [f'{nb.relative_to(ROOT)}: the block {b!r} is out of date' for b in stale_blocks(nb, made)]
-            if not page.exists() or page.read_text() != render(nb): problems.append(f'{page.relative_to(ROOT)} is out of date with {nb.relative_to(ROOT)}')
+            if not page.exists() or page.read_text() != render(nb):
+                problems.append(f'{page.relative_to(ROOT)} is out of date with {nb.relative_to(ROOT)}')
         else:
             page.parent.mkdir(exist_ok=True); page.write_text(render(nb))
     if problems: sys.exit('\n'.join(problems) + '\nrun `./run python tools/make_readme.py --update`, review, commit')
