@@ -210,6 +210,7 @@ def run_precision(cfg: TrainConfig) -> str:
 
 # %% ../nbs/03a_config.ipynb #4dfaeb77
 def default_out_dir() -> Path:
+    "The runs folder: outputs/runs of the checkout, else of the working directory."
     root = project_root()
     return (root / 'outputs' if root else Path.cwd() / 'outputs') / 'runs'
 

@@ -14,7 +14,7 @@ import wavescat
 
 # %% auto #0
 __all__ = ['EVAL_BATCH', 'MEMORY_FORMAT', 'PRECISIONS', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root',
-           'atomic_write', 'disk_full', 'atomic_save', 'json_safe', 'atomic_write_json', 'hms', 'resolve_device',
+           'disk_full', 'atomic_write', 'atomic_save', 'json_safe', 'atomic_write_json', 'hms', 'resolve_device',
            'cpu_flags', 'resolve_precision', 'canonical_name', 'lock_pins', 'installed_packages', 'environment',
            'git_commit', 'versions']
 
@@ -38,6 +38,14 @@ def project_root() -> Path | None:
     p = Path(wavescat.__file__).resolve().parents[1]  # the same from this notebook and from the exported module
     return p if (p / 'settings.ini').exists() else None
 
+# %% ../nbs/00_core.ipynb #7792edc5
+def disk_full(e: Exception, folder) -> bool:
+    "Whether the write that raised `e` failed because `folder`'s disk is full."
+    # full: ENOSPC, or under 1 MiB left
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC: return True
+    try: return shutil.disk_usage(folder).free < 2**20
+    except OSError: return False
+
 # %% ../nbs/00_core.ipynb #7490e73c
 def atomic_write(path, write):
     "`write(tmp)` to a temporary file beside `path`, then rename it to `path`."
@@ -52,14 +60,6 @@ def atomic_write(path, write):
                                     'free space and run again') from e
     finally:
         if os.path.exists(tmp): os.remove(tmp)
-
-# %% ../nbs/00_core.ipynb #7792edc5
-def disk_full(e: Exception, folder) -> bool:
-    "Whether the write that raised `e` failed because `folder`'s disk is full."
-    # full: ENOSPC, or under 1 MiB left
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC: return True
-    try: return shutil.disk_usage(folder).free < 2**20
-    except OSError: return False
 
 # %% ../nbs/00_core.ipynb #f8f22857
 def atomic_save(obj, path):
@@ -101,9 +101,9 @@ MEMORY_FORMAT = torch.channels_last  # models and batches, on CPU and CUDA: fast
 # %% ../nbs/00_core.ipynb #06daed12
 PRECISIONS = ('auto', 'fp32', 'bf16')
 
-def cpu_flags() -> set[str]:
-    "The CPU's feature flags (from /proc/cpuinfo); empty where unreadable."
-    try: return set(next(l for l in open('/proc/cpuinfo') if l.startswith('flags')).split(':', 1)[1].split())
+def cpu_flags(cpuinfo='/proc/cpuinfo') -> set[str]:
+    "The CPU's feature flags (from `cpuinfo`); empty where unreadable."
+    try: return set(next(l for l in open(cpuinfo) if l.startswith('flags')).split(':', 1)[1].split())
     except (OSError, StopIteration): return set()
 
 # %% ../nbs/00_core.ipynb #e7f30360

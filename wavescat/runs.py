@@ -20,10 +20,9 @@ __all__ = ['CHECKPOINT_KEYS', 'DIVERGENCE_EPOCHS', 'CorruptRunFileError', 'read_
            'check_not_diverged', 'check_same_data', 'finished_record', 'new_folder', 'run_bytes', 'check_space',
            'save_checkpoint', 'load_checkpoint', 'resume', 'load_run_model']
 
-# %% ../nbs/03b_runs.ipynb #0d39df9f
-class CorruptRunFileError(ValueError): pass
-
 # %% ../nbs/03b_runs.ipynb #0f12d3df
+class CorruptRunFileError(ValueError): "A run file that cannot be read as what it should be."
+
 def read_record(folder) -> dict | None:
     "The run record in `folder`, None if it has none; an unreadable one is an error."
     # the error names the file and what to do

@@ -86,13 +86,12 @@ def choose_test_images(test: ImageSet, test_subset: int) -> ImageSet:
                          f'use at most {smallest * len(test.classes)}, or 0 for the full test set')
     return subsample(test, per_class, seed=0)[0]
 
-# %% ../nbs/03e_train.ipynb #5057404e
+# %% ../nbs/03e_train.ipynb #d0b7efa7
 @dataclass
 class RunData:
     "The images of one run, their normalisation and what its record says of them."
     train: ImageSet; val: ImageSet; test: ImageSet; record: dict; source: str; mean_std: dict
 
-# %% ../nbs/03e_train.ipynb #d0b7efa7
 def prepare_data(cfg: TrainConfig) -> RunData:
     "The run's data: the seeded subset, validation split and test images."
     train_full, test_full = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download)
