@@ -10,7 +10,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 # %% auto #0
-__all__ = ['t_interval', 'seed_summary', 'paired_difference', 'holm', 'wilcoxon_floor', 'verdict', 'choose_on_validation']
+__all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'paired_difference', 'verdict', 'choose_on_validation']
 
 # %% ../nbs/04a_stats.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
@@ -24,6 +24,20 @@ def seed_summary(df: pd.DataFrame, by='model', value='test_acc') -> pd.DataFrame
     g = df.groupby(by, sort=False)[value]
     return pd.DataFrame({'n': g.size(), 'mean': g.mean(), 'std': g.std(ddof=1), 'variance': g.var(ddof=1),
                          'ci95': g.apply(t_interval)})
+
+# %% ../nbs/04a_stats.ipynb #6a4aebaa
+def holm(p: pd.Series) -> dict:
+    "Holm's adjustment of the p-values `p` that exist: `p_holm` and the family's size"
+    ok = p.notna()
+    adjusted = pd.Series(np.nan, index=p.index)
+    if ok.any(): adjusted[ok] = multipletests(p[ok], method='holm')[1]
+    return dict(p_holm=adjusted, family=int(ok.sum()))
+
+# %% ../nbs/04a_stats.ipynb #5ea8952b
+def wilcoxon_floor(pairs: int) -> float:
+    "Smallest two-sided p of the exact Wilcoxon signed-rank test on `pairs` pairs"
+    # all pairs on one side: 2 / 2^n
+    return 2.0 ** (1 - pairs)
 
 # %% ../nbs/04a_stats.ipynb #4e6635ee
 def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='test_acc') -> pd.DataFrame:
@@ -43,20 +57,6 @@ def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='
         rows[name] = row
     out = pd.DataFrame.from_dict(rows, orient='index')
     return out.assign(**holm(out['p_ttest'])) if len(out) else out
-
-# %% ../nbs/04a_stats.ipynb #6a4aebaa
-def holm(p: pd.Series) -> dict:
-    "Holm's adjustment of the p-values `p` that exist: `p_holm` and the family's size"
-    ok = p.notna()
-    adjusted = pd.Series(np.nan, index=p.index)
-    if ok.any(): adjusted[ok] = multipletests(p[ok], method='holm')[1]
-    return dict(p_holm=adjusted, family=int(ok.sum()))
-
-# %% ../nbs/04a_stats.ipynb #5ea8952b
-def wilcoxon_floor(pairs: int) -> float:
-    "Smallest two-sided p of the exact Wilcoxon signed-rank test on `pairs` pairs"
-    # all pairs on one side: 2 / 2^n
-    return 2.0 ** (1 - pairs)
 
 # %% ../nbs/04a_stats.ipynb #7c5c07c1
 def verdict(row, model: str, baseline: str, unit='points') -> str:
