@@ -68,7 +68,7 @@ def relative_distances(F_: callable, x: torch.Tensor, kind: str, strengths, fiel
 # %% ../nbs/08_robustness.ipynb #9f88a391
 @torch.no_grad()
 def unrelated_distance(F_: callable, x: torch.Tensor) -> np.ndarray:
-    "||F(x_i) - F(x_j)|| / ||F(x_i)|| for each image i and j = i + 1 (cyclically)"
+    "||F(x_i) - F(x_j)|| / ||F(x_i)|| for each image i and j = i - 1 (cyclically)"
     fx = F_(x)
     return (_norms(fx.roll(1, 0) - fx) / _norms(fx)).cpu().numpy()
 
