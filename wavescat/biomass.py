@@ -17,7 +17,7 @@ from .images import IMAGENET_MEAN, IMAGENET_STD, DataNotFoundError, decode_image
 
 # %% auto #0
 __all__ = ['BIOMASS_TARGETS', 'BIOMASS_COLUMNS', 'TARGET_SCALE', 'BIOMASS_WEIGHTS', 'read_biomass_table', 'load_biomass',
-           'make_fake_biomass', 'crops', 'crop_offsets', 'weighted_r2', 'predict_grams', 'fit_regression']
+           'make_fake_biomass', 'crop_offsets', 'crops', 'weighted_r2', 'predict_grams', 'fit_regression']
 
 # %% ../nbs/09_biomass.ipynb #9a8d44d9
 BIOMASS_TARGETS = ('Dry_Clover_g', 'Dry_Dead_g', 'Dry_Green_g', 'Dry_Total_g', 'GDM_g')
@@ -72,6 +72,15 @@ def make_fake_biomass(path, n_images=6, size=(480, 960), seed=0) -> Path:
     pd.DataFrame(rows).to_csv(root / 'train.csv', index=False)
     return root
 
+# %% ../nbs/09_biomass.ipynb #3b50bea1
+def crop_offsets(x: torch.Tensor, train: bool, generator: torch.Generator | None = None, crop: int = 448):
+    "Offsets of a `crop` square in each image: random (training) or the centre."
+    H, W = x.shape[-2:]
+    if H < crop or W < crop: raise ValueError(f'images are {H} x {W}, smaller than the {crop} x {crop} crop')
+    if not train: return torch.full((len(x),), (H - crop) // 2), torch.full((len(x),), (W - crop) // 2)
+    return (torch.randint(0, H - crop + 1, (len(x),), generator=generator),
+            torch.randint(0, W - crop + 1, (len(x),), generator=generator))
+
 # %% ../nbs/09_biomass.ipynb #cb01298e
 TARGET_SCALE = 2000.0  # grams -> training targets
 
@@ -85,15 +94,6 @@ def crops(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, crop: int = 
     patch = F.interpolate(patch, size=(out, out), mode='bilinear', antialias=True, align_corners=False)
     mean, std = (torch.tensor(s, device=x.device).view(1, 3, 1, 1) * 255 for s in (IMAGENET_MEAN, IMAGENET_STD))
     return (patch - mean) / std
-
-# %% ../nbs/09_biomass.ipynb #3b50bea1
-def crop_offsets(x: torch.Tensor, train: bool, generator: torch.Generator | None = None, crop: int = 448):
-    "Offsets of a `crop` square in each image: random (training) or the centre."
-    H, W = x.shape[-2:]
-    if H < crop or W < crop: raise ValueError(f'images are {H} x {W}, smaller than the {crop} x {crop} crop')
-    if not train: return torch.full((len(x),), (H - crop) // 2), torch.full((len(x),), (W - crop) // 2)
-    return (torch.randint(0, H - crop + 1, (len(x),), generator=generator),
-            torch.randint(0, W - crop + 1, (len(x),), generator=generator))
 
 # %% ../nbs/09_biomass.ipynb #85f99dd2
 BIOMASS_WEIGHTS = dict(Dry_Clover_g=0.1, Dry_Dead_g=0.1, Dry_Green_g=0.1, Dry_Total_g=0.5, GDM_g=0.2)
