@@ -265,6 +265,14 @@ def test_fast_protocol_is_the_committed_choice():
     assert set(off) == {'ema', 'tta'} and off == {'ema': 0.0, 'tta': 'none'}
     assert PROTOCOLS['fast'] == {**chosen, **off}
 
+def test_strong_protocol_is_the_committed_choice():
+    "PROTOCOLS['strong'] is what nbs/protocol_strong.ipynb chose on validation data (outputs/protocol_strong.json)."
+    from pathlib import Path
+    from wavescat.config import PROTOCOLS
+    committed = json.loads((Path(__file__).resolve().parents[1] / 'outputs' / 'protocol_strong.json').read_text())
+    assert PROTOCOLS['strong'] == committed['strong']
+    assert committed['chosen'] == dict(recipe='basic wd0.005', epochs=200, weights='ema', tta='flip')
+
 @pytest.fixture
 def small_disk(tmp_path):
     "A 20 MiB tmpfs, as a full disk would be (mounting needs the right to; skipped, visibly, without it)."
