@@ -35,6 +35,8 @@ def blocks() -> dict:
         'fast': lambda: ex.results_markdown(ex.headline(runs), figure='../outputs/figures/headline.png'),
         'study': lambda: ex.results_markdown(ex.headline(runs, **study),
                                              figure='../outputs/figures/headline_study.png'),
+        'strong': lambda: ex.results_markdown(ex.headline(runs, protocol='strong'),
+                                              figure='../outputs/figures/headline_strong.png'),
         'parity': lambda: ex.parity_markdown(runs),
         'comparisons': lambda: ex.comparisons_markdown(runs),
         'features': lambda: ex.features_markdown(csv, runs),

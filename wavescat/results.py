@@ -175,9 +175,12 @@ def headline(df: pd.DataFrame, protocol=HEADLINE['protocol'], n_per_class=HEADLI
 def protocol_text(name: str) -> str:
     "A named protocol's recipe in one line, from `PROTOCOLS`."
     p = PROTOCOLS[name]
+    extra = ([f"a moving average of the weights (decay {p['ema']:g}) evaluated"] if p['ema'] else []) + (
+        ['flips at test time'] if p['tta'] == 'flip' else [])
     return (f"The `{name}` protocol: {p['epochs']} epochs at batch {p['batch_size']}, SGD with peak learning rate "
             f"{p['lr']:g} ({p['schedule']} schedule), momentum {p['momentum']:g}, weight decay {p['weight_decay']:g}, "
-            f"label smoothing {p['label_smoothing']:g}, '{p['augment']}' augmentation.")
+            f"label smoothing {p['label_smoothing']:g}, '{p['augment']}' augmentation"
+            + ''.join(f', {e}' for e in extra) + '.')
 
 # %% ../nbs/04c_results.ipynb #16b20cc4
 # one seed: no spread, no interval
