@@ -13,10 +13,10 @@ import torch
 import wavescat
 
 # %% auto #0
-__all__ = ['EVAL_BATCH', 'MEMORY_FORMAT', 'PRECISIONS', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int', 'project_root',
-           'disk_full', 'atomic_write', 'atomic_save', 'json_safe', 'atomic_write_json', 'hms', 'resolve_device',
-           'cpu_flags', 'resolve_precision', 'canonical_name', 'lock_pins', 'installed_packages', 'environment',
-           'git_commit', 'versions']
+__all__ = ['EVAL_BATCH', 'MEMORY_FORMAT', 'PRECISIONS', 'BF16_CPU_FLAGS', 'LOCK_FILE', 'NOT_LOCKED', 'is_int', 'check_int',
+           'project_root', 'disk_full', 'atomic_write', 'atomic_save', 'json_safe', 'atomic_write_json', 'hms',
+           'resolve_device', 'cpu_flags', 'resolve_precision', 'cpu_name', 'device_label', 'canonical_name',
+           'lock_pins', 'installed_packages', 'environment', 'git_commit', 'versions']
 
 # %% ../nbs/00_core.ipynb #8d1a4eaa
 def is_int(v) -> bool:
@@ -100,6 +100,7 @@ MEMORY_FORMAT = torch.channels_last  # models and batches, on CPU and CUDA: fast
 
 # %% ../nbs/00_core.ipynb #06daed12
 PRECISIONS = ('auto', 'fp32', 'bf16')
+BF16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')  # native bf16 in the CPU's matrix or vector units
 
 def cpu_flags(cpuinfo='/proc/cpuinfo') -> set[str]:
     "The CPU's feature flags (from `cpuinfo`); empty where unreadable."
@@ -108,12 +109,24 @@ def cpu_flags(cpuinfo='/proc/cpuinfo') -> set[str]:
 
 # %% ../nbs/00_core.ipynb #e7f30360
 def resolve_precision(precision: str, device: torch.device, flags: set | None = None) -> str:
-    "'auto' -> 'bf16' on CUDA and CPUs with AMX-BF16, else 'fp32'; others as given."
+    "'auto' -> 'bf16' on CUDA and CPUs with native bf16, else 'fp32'; others as given."
     # flags: the CPU's feature flags, this CPU's when None
     if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
     if precision != 'auto': return precision
-    amx = 'amx_bf16' in (cpu_flags() if flags is None else flags)
-    return 'bf16' if device.type == 'cuda' or (device.type == 'cpu' and amx) else 'fp32'
+    native = any(f in BF16_CPU_FLAGS for f in (cpu_flags() if flags is None else flags))
+    return 'bf16' if device.type == 'cuda' or (device.type == 'cpu' and native) else 'fp32'
+
+# %% ../nbs/00_core.ipynb #e64cd544
+def cpu_name(cpuinfo='/proc/cpuinfo') -> str:
+    "The CPU's model name (from `cpuinfo`), else `platform.processor()` or 'unknown CPU'."
+    try: return next(l for l in open(cpuinfo) if l.startswith('model name')).split(':', 1)[1].strip()
+    except (OSError, StopIteration): return platform.processor() or 'unknown CPU'
+
+# %% ../nbs/00_core.ipynb #63f5bbc3
+def device_label(device: torch.device) -> str:
+    "What a record says of its device: 'cuda:0 (NVIDIA H100 ...)' or 'cpu (2 threads, AMD EPYC ...)'."
+    if device.type == 'cuda': return f'{device} ({torch.cuda.get_device_name(device)})'
+    return f'{device} ({torch.get_num_threads()} threads, {cpu_name()})'
 
 # %% ../nbs/00_core.ipynb #74319769
 LOCK_FILE = 'requirements.lock'

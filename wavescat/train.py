@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import TTAS, TrainConfig, check_config, model_kwargs, run_dir, run_id, run_precision
-from .core import (atomic_save, atomic_write_json, hms, json_safe, MEMORY_FORMAT, resolve_device,
-                           versions)
+from .core import (atomic_save, atomic_write_json, device_label, hms, json_safe, MEMORY_FORMAT,
+                           resolve_device, versions)
 from .evaluate import autocast, evaluate
 from .optim import averaged_network, make_ema, make_optimizer
 from .data import DATASETS, Batches, load_dataset
@@ -190,9 +190,7 @@ def make_record(cfg: TrainConfig, rid: str, metrics: dict, history: list, elapse
     rec = dict(run_id=rid, params=params, metrics=metrics, history=history, time_s=elapsed,
                evaluated=dict(weights='moving average (BatchNorm statistics measured anew)' if cfg.ema else 'final',
                               tta=cfg.tta),
-               images_per_s=len(data.train) * len(history) / max(elapsed, 1e-9),
-               device=str(device) + (f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda'
-                                     else f' ({torch.get_num_threads()} threads)'),
+               images_per_s=len(data.train) * len(history) / max(elapsed, 1e-9), device=device_label(device),
                versions=versions(), data=data.record, finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     if filters is not None: rec['filters'] = filters
     return json_safe(rec)
