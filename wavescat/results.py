@@ -18,7 +18,7 @@ from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
 from .runs import CorruptRunFileError, divergence, read_record
 
 # %% auto #0
-__all__ = ['RECORD_COLUMNS', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'load_records', 'records_digest',
+__all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'load_records', 'records_digest',
            'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
            'meets_divergence_rule', 'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown',
            'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
@@ -85,6 +85,9 @@ def protocol_label(params: dict, device: str = 'cpu') -> str:
     if params.get('precision', 'auto') not in ('auto', usual_precision(device)):
         diff.append(f"precision={params['precision']}")
     return ', '.join([name, *diff])
+
+# %% ../nbs/04c_results.ipynb #3e138074
+STRONG = 'strong, precision=bf16'  # the label of the `strong` runs on the CPU
 
 # %% ../nbs/04c_results.ipynb #a154abf5
 def model_label(model, L=None) -> str:
