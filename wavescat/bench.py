@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
 from .core import (EVAL_BATCH, atomic_write, check_int, MEMORY_FORMAT, resolve_device, resolve_precision,
-                           versions)
+                           cpu_name, versions)
 from .cifar10 import CIFAR10_CLASSES
 from .data import Batches
 from .images import ImageSet
@@ -199,8 +199,7 @@ def machine_info(device: torch.device) -> dict:
     info = dict(platform=platform.platform(),
                 processor=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                 device=str(device))
-    try: info['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
+    if device.type == 'cpu': info['cpu'] = cpu_name()
     if device.type == 'cuda': info['gpu'] = torch.cuda.get_device_name(device)
     return info
 
@@ -259,7 +258,9 @@ def format_table(res: dict) -> str:
         st, base = res['iterator_strong'], res['precision'][0]
         batch_ms, step_ms = (1000 * st['batch'] / st['images_per_s'],
                              1000 * base['batch'] / base['train_bf16_images_per_s'])
-        lines += ['', f"`precision='auto'` takes {base['auto']} here. The strong augmentation ('trivial') delivers "
+        m = res.get('machine', {})
+        where = f" on this {m['cpu']} ({m['threads']} threads)" if 'cpu' in m else ' here'
+        lines += ['', f"`precision='auto'` takes {base['auto']}{where}. The strong augmentation ('trivial') delivers "
                   f"{st['images_per_s']:,.0f} images/s at batch {st['batch']}: {batch_ms:.1f} ms a batch, "
                   f"{100 * batch_ms / step_ms:.1f} % of a bf16 ResNet18 training step ({step_ms:.0f} ms)."]
     if 'paths' in res:  # results from before this measurement existed lack it
