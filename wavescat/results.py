@@ -250,16 +250,18 @@ def finding(h: dict) -> str:
     # (significance after Holm's adjustment)
     p = h['paired']
     if p.empty: return f"No paired comparison with {h['baseline']} yet."
-    sig, fam = p.p_holm < 0.05, int(p.family.iloc[0])
+    sig, untested, fam = p.p_holm < 0.05, p.p_holm.isna(), int(p.family.iloc[0])
     name = lambda rows: ' and '.join(f'{m} ({r.mean_diff:+.2f})' for m, r in rows.iterrows())
     parts = [f"{name(p[sig & (p.mean_diff > 0)])} beat{'s' * (int((sig & (p.mean_diff > 0)).sum()) == 1)} "
              f"{h['baseline']}" if (sig & (p.mean_diff > 0)).any() else '',
              f"{name(p[sig & (p.mean_diff < 0)])} lose{'s' * (int((sig & (p.mean_diff < 0)).sum()) == 1)} to it"
              if (sig & (p.mean_diff < 0)).any() else '',
-             f"{name(p[~sig])}: no significant difference" if (~sig).any() else '']
+             f"{name(p[~sig & ~untested])}: no significant difference" if (~sig & ~untested).any() else '',
+             f"{name(p[untested])}: too few pairs for a test" if untested.any() else '']
     pairs = sorted(set(p.pairs.astype(int)))
-    return (f"**Finding:** {'; '.join(x for x in parts if x)} (points, paired over {' or '.join(map(str, pairs))} "
-            f"seeds; significance after Holm's adjustment over {fam} comparison{'s' * (fam != 1)}).")
+    seeds = f"{' or '.join(map(str, pairs))} seed{'s' * (pairs != [1])}"
+    return (f"**Finding:** {'; '.join(x for x in parts if x)} (points, paired over {seeds}; "
+            f"significance after Holm's adjustment over {fam} comparison{'s' * (fam != 1)}).")
 
 # %% ../nbs/04c_results.ipynb #fd1e1d6e
 def front_markdown(h: dict, figure: str) -> str:
