@@ -13,7 +13,7 @@ from scipy import stats
 
 from .subsets import data_name
 from .published import PUBLISHED, published_200_epochs, published_verdicts
-from .stats import holm, paired_difference, seed_summary, t_interval, verdict
+from .stats import choose_on_validation, holm, paired_difference, seed_summary, t_interval, verdict
 from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
 from .runs import CorruptRunFileError, divergence, read_record
 
@@ -22,8 +22,9 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
            'meets_divergence_rule', 'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown',
            'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
-           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'controls_table', 'controls_verdicts',
-           'size_curve', 'size_curve_sentence', 'l_sweep']
+           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'variant_protocol', 'paired_arms',
+           'controls_table', 'controls_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'size_curve',
+           'size_curve_sentence', 'l_sweep']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -365,23 +366,70 @@ def parity_markdown(df: pd.DataFrame) -> str:
              f"{_md_num(r.ci95_high, '{:+.2f}')} | {_md_num(r.p_holm, '{:.2g}')} |" for m, r in t.iterrows()]
     return '\n'.join(rows + [''] + [f'- {verdict(r, f"{m} in bf16", f"{m} in fp32")}' for m, r in t.iterrows()])
 
+# %% ../nbs/04c_results.ipynb #afb28db8
+def variant_protocol(protocol='fast', **changes) -> str:
+    "The protocol label of runs that change `changes` from `protocol` (on a CPU)"
+    return protocol_label(asdict(TrainConfig(protocol=protocol, **changes)))
+
+# %% ../nbs/04c_results.ipynb #e9c85d3d
+def _arm(df: pd.DataFrame, name: str, model: str, protocol: str, n_per_class: int) -> pd.DataFrame:
+    runs = finished_runs(df, protocol, n_per_class)
+    return runs[runs.model_label == model].assign(arm=name)
+
+def paired_arms(df: pd.DataFrame, pairs, n_per_class=100) -> pd.DataFrame:
+    "Each `(arm, against)` of `pairs` paired by seed, Holm across all; an arm: (name, model label, protocol label)"
+    rows = []
+    for a, b in pairs:
+        runs = pd.concat([_arm(df, *a, n_per_class), _arm(df, *b, n_per_class)])
+        p = paired_difference(runs, baseline=b[0], by='arm')
+        if a[0] in p.index and p.pairs[a[0]] > 0: rows.append(p.loc[[a[0]]].assign(variant=a[0], against=b[0]))
+    return with_holm(pd.concat(rows).reset_index(drop=True)) if rows else pd.DataFrame()
+
 # %% ../nbs/04c_results.ipynb #17e37dd4
 CONTROLS = ('scat_v1_random', 'resnet18_narrow', 'scat_v1_blur')
 
 def controls_table(df: pd.DataFrame, L=8, protocol='fast', n_per_class=100) -> pd.DataFrame:
     "Each control at `L` paired with resnet18 and scat_v1 at `L`, Holm across all"
-    # (one row each)
-    runs, rows = finished_runs(df, protocol, n_per_class), []
-    for ctrl in (f'{c} L={L}' for c in CONTROLS):
-        for base in ('resnet18', f'scat_v1 L={L}'):
-            p = paired_difference(runs[runs.model_label.isin([ctrl, base])], baseline=base, by='model_label')
-            if ctrl in p.index: rows.append(p.loc[[ctrl]].assign(control=ctrl, against=base))
-    return with_holm(pd.concat(rows).reset_index(drop=True)) if rows else pd.DataFrame()
+    arm = lambda m: (m, m, protocol)
+    pairs = [(arm(f'{c} L={L}'), arm(b)) for c in CONTROLS for b in ('resnet18', f'scat_v1 L={L}')]
+    return paired_arms(df, pairs, n_per_class)
 
 # %% ../nbs/04c_results.ipynb #4167f162
 def controls_verdicts(t: pd.DataFrame) -> list[str]:
-    "The computed sentence of each row of `controls_table`."
-    return [verdict(r, r.control, r.against) for _, r in t.iterrows()]
+    "The computed sentence of each row of `paired_arms` (as `controls_table`)."
+    return [verdict(r, r.variant, r.against) for _, r in t.iterrows()]
+
+# %% ../nbs/04c_results.ipynb #dc3e71ab
+def learnable_table(df: pd.DataFrame, Ls=(4, 8), protocol='fast', precision='bf16', n_per_class=100) -> pd.DataFrame:
+    "v1 with learnable filters (each init) paired with fixed filters and with resnet18, Holm across all"
+    fixed = variant_protocol(protocol, precision=precision)
+    pairs = []
+    for L in Ls:
+        bases = [(f'scat_v1 L={L} fixed', f'scat_v1 L={L}', fixed), ('resnet18', 'resnet18', fixed)]
+        for init in ('tight', 'random'):
+            label = variant_protocol(protocol, model='scat_v1', L=L, learnable=True, init=init, precision=precision)
+            pairs += [((f'scat_v1 L={L} learnable, {init} init', f'scat_v1 L={L}', label), b) for b in bases]
+    return paired_arms(df, pairs, n_per_class)
+
+# %% ../nbs/04c_results.ipynb #1ebd56b8
+def hybrid_lr_choice(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> pd.DataFrame:
+    "Validation accuracy of the hybrid per learning rate, and the `chosen` one"
+    g = df[(df.model == 'scat_hybrid') & (df.n_per_class == n_per_class) & (df.L == L)]
+    grid = [variant_protocol(protocol, model='scat_hybrid', L=L, lr=lr, val_per_class=100, evaluate_test=False,
+                             precision=precision) for lr in g.lr]
+    g = g[g.protocol == grid]
+    return choose_on_validation(g, 'lr') if len(g) else pd.DataFrame()
+
+# %% ../nbs/04c_results.ipynb #9c887936
+def hybrid_table(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> pd.DataFrame:
+    "The hybrid at its chosen learning rate paired with resnet18, both in `precision`"
+    choice = hybrid_lr_choice(df, protocol, precision, n_per_class, L)
+    if choice.empty: return choice
+    lr = choice.index[choice.chosen][0]
+    label = variant_protocol(protocol, model='scat_hybrid', L=L, lr=lr, precision=precision)
+    arm = (f'scat_hybrid L={L} (lr={lr:g})', f'scat_hybrid L={L}', label)
+    return paired_arms(df, [(arm, ('resnet18', 'resnet18', variant_protocol(protocol, precision=precision)))],
+                       n_per_class).assign(lr=lr)
 
 # %% ../nbs/04c_results.ipynb #39eda1a0
 def size_curve(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast') -> pd.DataFrame:
