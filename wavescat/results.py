@@ -23,8 +23,9 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'meets_divergence_rule', 'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown',
            'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
            'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'variant_protocol', 'paired_arms',
-           'controls_table', 'controls_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'size_curve',
-           'size_curve_sentence', 'l_sweep']
+           'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown',
+           'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence', 'size_curve_markdown', 'l_sweep',
+           'l_sweep_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -395,7 +396,7 @@ def controls_table(df: pd.DataFrame, L=8, protocol='fast', n_per_class=100) -> p
     return paired_arms(df, pairs, n_per_class)
 
 # %% ../nbs/04c_results.ipynb #4167f162
-def controls_verdicts(t: pd.DataFrame) -> list[str]:
+def arm_verdicts(t: pd.DataFrame) -> list[str]:
     "The computed sentence of each row of `paired_arms` (as `controls_table`)."
     return [verdict(r, r.variant, r.against) for _, r in t.iterrows()]
 
@@ -431,6 +432,34 @@ def hybrid_table(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
     return paired_arms(df, [(arm, ('resnet18', 'resnet18', variant_protocol(protocol, precision=precision)))],
                        n_per_class).assign(lr=lr)
 
+# %% ../nbs/04c_results.ipynb #403d446a
+def _interval(lo, hi) -> str: return f"{_md_num(lo, '{:+.2f}')} to {_md_num(hi, '{:+.2f}')}"
+
+def arms_markdown(t: pd.DataFrame, none='No finished runs yet.') -> str:
+    "A `paired_arms` table as markdown, then its computed sentences (`none` when empty)"
+    if t.empty: return none
+    rows = ['| variant | against | pairs | difference (points) | 95 % interval | Holm p |', '|---|---|---|---|---|---|']
+    rows += [f"| {r.variant} | {r.against} | {int(r.pairs)} | {r.mean_diff:+.2f} | "
+             f"{_interval(r.ci95_low, r.ci95_high)} | {_md_num(r.p_holm, '{:.2g}')} |" for _, r in t.iterrows()]
+    return '\n'.join(rows + [''] + [f'- {v}' for v in arm_verdicts(t)])
+
+# %% ../nbs/04c_results.ipynb #45297833
+def lr_choice_text(choice: pd.DataFrame) -> str:
+    "The learning rate `choose_on_validation` chose, beside every rate's validation accuracy"
+    accs = ', '.join(f"{lr:g}: {r['mean']:.2f} % ({int(r.n)} seeds)" for lr, r in choice.iterrows())
+    return f"Chosen on validation: lr = {choice.index[choice.chosen][0]:g} (mean validation accuracy per lr: {accs})."
+
+def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> str:
+    "The controls, the learnable filters and the hybrid: each its paired table and sentences"
+    label = variant_protocol(protocol, precision=precision)
+    choice = hybrid_lr_choice(df, protocol, precision, n_per_class)
+    parts = {f'Controls at L={L}': controls_table(df, L, label, n_per_class),
+             'Learnable filters': learnable_table(df, protocol=protocol, precision=precision, n_per_class=n_per_class),
+             'The hybrid at its own learning rate': hybrid_table(df, protocol, precision, n_per_class)}
+    text = [f'**{k}** (`{label}` and its variants, {n_per_class} per class, full test set):\n\n' + arms_markdown(t)
+            for k, t in parts.items()]
+    return '\n\n'.join(text) + ('' if choice.empty else ' ' + lr_choice_text(choice))
+
 # %% ../nbs/04c_results.ipynb #39eda1a0
 def size_curve(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast') -> pd.DataFrame:
     "Per subset size: each model's seeds, mean and interval, and the paired gain"
@@ -460,6 +489,20 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
     return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}.'
 
+# %% ../nbs/04c_results.ipynb #16bd5c18
+def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None) -> str:
+    "The data-size curve (`size_curve`) as its sentence, a table and the figure when there is one"
+    curve = size_curve(df, protocol=protocol)
+    if curve.empty: return size_curve_sentence(curve)
+    a, b = curve.models.iloc[0]
+    rows = [f'| per class | {a} (%, seeds) | {b} (%, seeds) | gain (points) | 95 % interval | Holm p |',
+            '|---|---|---|---|---|---|']
+    rows += [f"| {int(r.n_per_class)} | {r.mean_0:.2f} {_md_num(r.ci95_0, '± {:.2f}')} ({int(r.n_0)}) | "
+             f"{r.mean_1:.2f} {_md_num(r.ci95_1, '± {:.2f}')} ({int(r.n_1)}) | {r.mean_diff:+.2f} | "
+             f"{_interval(r.ci95_low, r.ci95_high)} | {_md_num(r.p_holm, '{:.2g}')} |" for _, r in curve.iterrows()]
+    fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if figure and len(curve) > 1 else []
+    return '\n'.join([size_curve_sentence(curve), '', *rows, '', *fig]).rstrip()
+
 # %% ../nbs/04c_results.ipynb #5ece0f26
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
     "The L sweep's table and its computed sentence"
@@ -481,3 +524,15 @@ def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1')
                                  + (f'L = {worse} are worse than it (paired, Holm-adjusted p < 0.05).'
                                     if worse else 'no L differs from it significantly (paired, Holm-adjusted).'))
     return table, text
+
+# %% ../nbs/04c_results.ipynb #ec347a50
+def l_sweep_markdown(df: pd.DataFrame, protocol='fast', n_per_class=100) -> str:
+    "The L sweep (`l_sweep`): its sentence, then each L's accuracy and its paired difference from the best"
+    t, text = l_sweep(df, protocol, n_per_class)
+    if t.empty: return text
+    rows = ['| L | seeds | test accuracy (%) | minus the best L (points) | 95 % interval | Holm p |',
+            '|---|---|---|---|---|---|']
+    rows += [f"| {L} | {int(r.n)} | {r['mean']:.2f} {_md_num(r.ci95, '± {:.2f}')} | "
+             f"{_md_num(r.mean_diff, '{:+.2f}')} | {_interval(r.ci95_low, r.ci95_high)} | "
+             f"{_md_num(r.p_holm, '{:.2g}')} |" for L, r in t.iterrows()]
+    return '\n'.join([text, '', *rows])
