@@ -26,6 +26,7 @@ def blocks() -> dict:
     runs = ex.load_records(ROOT / 'outputs' / 'runs')
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
     study = dict(protocol='study')
+    bf16 = ex.variant_protocol('fast', precision='bf16')  # the controls, the size curve and the L sweep run in bf16
     return {
         'intro': ex.intro_markdown,
         'front_fast': lambda: ex.front_markdown(ex.headline(runs), 'outputs/figures/headline.png'),
@@ -38,6 +39,11 @@ def blocks() -> dict:
         'strong': lambda: ex.results_markdown(ex.headline(runs, protocol=ex.STRONG),
                                               figure='../outputs/figures/headline_strong.png'),
         'parity': lambda: ex.parity_markdown(runs),
+        'why': lambda: ex.why_markdown(runs),
+        'front_controls': lambda: ex.arms_markdown(ex.controls_table(runs, 8, bf16), 'No finished control runs yet.'),
+        'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png'),
+        'front_size': lambda: ex.size_curve_markdown(runs, bf16, 'outputs/figures/size_curve_bf16.png'),
+        'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
         'comparisons': lambda: ex.comparisons_markdown(runs),
         'features': lambda: ex.features_markdown(csv, runs),
         'bench': lambda: format_table(json.loads((ROOT / 'outputs' / 'bench' / 'cpu.json').read_text())),
