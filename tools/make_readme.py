@@ -43,6 +43,7 @@ def blocks() -> dict:
         'front_controls': lambda: ex.arms_markdown(ex.controls_table(runs, 8, bf16), 'No finished control runs yet.'),
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png'),
         'front_size': lambda: ex.size_curve_markdown(runs, bf16, 'outputs/figures/size_curve_bf16.png'),
+        'is_random': lambda: ex.is_random_markdown(runs),
         'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
         'comparisons': lambda: ex.comparisons_markdown(runs),
         'features': lambda: ex.features_markdown(csv, runs),

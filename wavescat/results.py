@@ -25,7 +25,7 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'variant_protocol', 'paired_arms',
            'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown',
            'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence', 'size_curve_markdown', 'l_sweep',
-           'l_sweep_markdown']
+           'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -536,3 +536,17 @@ def l_sweep_markdown(df: pd.DataFrame, protocol='fast', n_per_class=100) -> str:
              f"{_md_num(r.mean_diff, '{:+.2f}')} | {_interval(r.ci95_low, r.ci95_high)} | "
              f"{_md_num(r.p_holm, '{:.2g}')} |" for L, r in t.iterrows()]
     return '\n'.join([text, '', *rows])
+
+# %% ../nbs/04c_results.ipynb #c6ca30c0
+def is_random_markdown(df: pd.DataFrame) -> str:
+    "The seed study's is_random table: ours per L and recipe (mean, interval, variance) beside the published"
+    t = study_tables(df).get('is_random', pd.DataFrame())
+    rows = ['| L | recipe | seeds | test accuracy (%) | variance | published mean (6 runs) | published variance |',
+            '|---|---|---|---|---|---|---|']
+    for L, (mean, var) in PUBLISHED['is_random_100'].items():
+        ours = t[t.L == L].sort_values(['epochs', 'protocol']) if len(t) else t
+        rows += [f"| {L} | `{r.protocol}`, {r.epochs} epochs | {r.seeds} | {r.test_acc:.2f} "
+                 f"{_md_num(r.ci95, '± {:.2f}')} | {_md_num(r.variance, '{:.3f}')} | {mean:.2f} | {var:.3f} |"
+                 for r in ours.itertuples()]
+        if ours.empty: rows.append(f'| {L} | no runs yet | – | – | – | {mean:.2f} | {var:.3f} |')
+    return '\n'.join(rows)
