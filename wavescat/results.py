@@ -24,8 +24,8 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
            'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'variant_protocol', 'paired_arms',
            'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown',
-           'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence', 'size_curve_markdown', 'l_sweep',
-           'l_sweep_markdown', 'is_random_markdown']
+           'arms_finding', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence', 'size_curve_markdown',
+           'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -435,13 +435,32 @@ def hybrid_table(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
 # %% ../nbs/04c_results.ipynb #403d446a
 def _interval(lo, hi) -> str: return f"{_md_num(lo, '{:+.2f}')} to {_md_num(hi, '{:+.2f}')}"
 
-def arms_markdown(t: pd.DataFrame, none='No finished runs yet.') -> str:
+def arms_markdown(t: pd.DataFrame, none='No finished runs yet.', sentences=True) -> str:
     "A `paired_arms` table as markdown, then its computed sentences (`none` when empty)"
     if t.empty: return none
     rows = ['| variant | against | pairs | difference (points) | 95 % interval | Holm p |', '|---|---|---|---|---|---|']
     rows += [f"| {r.variant} | {r.against} | {int(r.pairs)} | {r.mean_diff:+.2f} | "
              f"{_interval(r.ci95_low, r.ci95_high)} | {_md_num(r.p_holm, '{:.2g}')} |" for _, r in t.iterrows()]
-    return '\n'.join(rows + [''] + [f'- {v}' for v in arm_verdicts(t)])
+    return '\n'.join(rows + ([''] + [f'- {v}' for v in arm_verdicts(t)] if sentences else []))
+
+# %% ../nbs/04c_results.ipynb #9b86d307
+def _names(v: list) -> str: return ' and '.join([', '.join(v[:-1]), v[-1]] if len(v) > 1 else v)
+
+def arms_finding(t: pd.DataFrame) -> str:
+    "One computed sentence over a `paired_arms` table: per baseline, which variants are better, worse, or neither"
+    sig, tested = t.p_holm < 0.05, t.p_holm.notna()
+    parts = []
+    for against, g in t.groupby('against', sort=False):
+        kinds = {'is worse than': sig & (t.mean_diff < 0), 'is better than': sig & (t.mean_diff > 0),
+                 'is not significantly different from': tested & ~sig,
+                 'has no test (too few pairs, or no spread) against': ~tested}
+        for kind, m in kinds.items():
+            v = g.variant[m[g.index]].tolist()
+            plural = kind.replace('is ', 'are ', 1).replace('has ', 'have ', 1)
+            if v: parts.append(f'{_names(v)} {kind if len(v) == 1 else plural} {against}')
+    seeds = sorted({int(t.pairs.min()), int(t.pairs.max())})
+    return (f"**Finding:** {'; '.join(parts)} (paired over {'-'.join(map(str, seeds))} seeds, Holm-adjusted over "
+            f"{int(t.family.iloc[0])} comparisons, 5 % level).")
 
 # %% ../nbs/04c_results.ipynb #45297833
 def lr_choice_text(choice: pd.DataFrame) -> str:
@@ -456,8 +475,8 @@ def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
     parts = {f'Controls at L={L}': controls_table(df, L, label, n_per_class),
              'Learnable filters': learnable_table(df, protocol=protocol, precision=precision, n_per_class=n_per_class),
              'The hybrid at its own learning rate': hybrid_table(df, protocol, precision, n_per_class)}
-    text = [f'**{k}** (`{label}` and its variants, {n_per_class} per class, full test set):\n\n' + arms_markdown(t)
-            for k, t in parts.items()]
+    text = [f'**{k}** (`{label}` and its variants, {n_per_class} per class, full test set):\n\n'
+            + (f'{arms_finding(t)}\n\n' if len(t) else '') + arms_markdown(t) for k, t in parts.items()]
     return '\n\n'.join(text) + ('' if choice.empty else ' ' + lr_choice_text(choice))
 
 # %% ../nbs/04c_results.ipynb #39eda1a0
