@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_results.ipynb #1cc0a4d6
 from __future__ import annotations
-import dataclasses, hashlib, json, math, warnings
+import ast, dataclasses, hashlib, json, math, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,10 +22,10 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
            'meets_divergence_rule', 'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown',
            'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
-           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'variant_protocol', 'paired_arms',
-           'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown',
-           'arms_finding', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence', 'size_curve_markdown',
-           'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'label_params', 'variant_protocol',
+           'paired_arms', 'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table',
+           'arms_markdown', 'arms_finding', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence',
+           'size_curve_markdown', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -368,9 +368,18 @@ def parity_markdown(df: pd.DataFrame) -> str:
     return '\n'.join(rows + [''] + [f'- {verdict(r, f"{m} in bf16", f"{m} in fp32")}' for m, r in t.iterrows()])
 
 # %% ../nbs/04c_results.ipynb #afb28db8
+def _literal(v: str):
+    try: return ast.literal_eval(v)
+    except (ValueError, SyntaxError): return v  # a bare string, as `protocol_label` writes it
+
+def label_params(label: str) -> dict:
+    "The protocol and the changed parameters that a `protocol_label` names"
+    name, *changes = label.split(', ')
+    return dict(protocol=name, **{k: _literal(v) for k, v in (c.split('=', 1) for c in changes)})
+
 def variant_protocol(protocol='fast', **changes) -> str:
-    "The protocol label of runs that change `changes` from `protocol` (on a CPU)"
-    return protocol_label(asdict(TrainConfig(protocol=protocol, **changes)))
+    "The protocol label of runs that change `changes` from `protocol` (a name or a label; on a CPU)"
+    return protocol_label(asdict(TrainConfig(**{**label_params(protocol), **changes})))
 
 # %% ../nbs/04c_results.ipynb #e9c85d3d
 def _arm(df: pd.DataFrame, name: str, model: str, protocol: str, n_per_class: int) -> pd.DataFrame:
@@ -415,10 +424,11 @@ def learnable_table(df: pd.DataFrame, Ls=(4, 8), protocol='fast', precision='bf1
 # %% ../nbs/04c_results.ipynb #1ebd56b8
 def hybrid_lr_choice(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> pd.DataFrame:
     "Validation accuracy of the hybrid per learning rate, and the `chosen` one"
+    if df.empty: return pd.DataFrame()
     g = df[(df.model == 'scat_hybrid') & (df.n_per_class == n_per_class) & (df.L == L)]
     grid = [variant_protocol(protocol, model='scat_hybrid', L=L, lr=lr, val_per_class=100, evaluate_test=False,
                              precision=precision) for lr in g.lr]
-    g = g[g.protocol == grid]
+    g = g[[p == q for p, q in zip(g.protocol, grid)]]
     return choose_on_validation(g, 'lr') if len(g) else pd.DataFrame()
 
 # %% ../nbs/04c_results.ipynb #9c887936
