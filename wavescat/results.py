@@ -191,6 +191,8 @@ def protocol_text(name: str) -> str:
 # one seed: no spread, no interval
 def _md_num(x, fmt='{:.2f}', missing='–') -> str: return missing if pd.isna(x) else fmt.format(x)
 
+def _interval(lo, hi) -> str: return f"{_md_num(lo, '{:+.2f}')} to {_md_num(hi, '{:+.2f}')}"
+
 # %% ../nbs/04c_results.ipynb #ed5b11df
 def run_time_text(runs: pd.DataFrame) -> str:
     "How long the runs trained, from their records' `time_s` and `images_per_s`"
@@ -363,8 +365,8 @@ def parity_markdown(df: pd.DataFrame) -> str:
     t = precision_parity(df)
     if t.empty: return 'No model has `fast` runs in both fp32 and bf16 on the same seeds yet.'
     rows = ['| model | pairs | bf16 minus fp32 (points) | 95 % interval | Holm p |', '|---|---|---|---|---|']
-    rows += [f"| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {_md_num(r.ci95_low, '{:+.2f}')} to "
-             f"{_md_num(r.ci95_high, '{:+.2f}')} | {_md_num(r.p_holm, '{:.2g}')} |" for m, r in t.iterrows()]
+    rows += [f"| {m} | {int(r.pairs)} | {r.mean_diff:+.2f} | {_interval(r.ci95_low, r.ci95_high)} | "
+             f"{_md_num(r.p_holm, '{:.2g}')} |" for m, r in t.iterrows()]
     return '\n'.join(rows + [''] + [f'- {verdict(r, f"{m} in bf16", f"{m} in fp32")}' for m, r in t.iterrows()])
 
 # %% ../nbs/04c_results.ipynb #afb28db8
@@ -443,8 +445,6 @@ def hybrid_table(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
                        n_per_class).assign(lr=lr)
 
 # %% ../nbs/04c_results.ipynb #403d446a
-def _interval(lo, hi) -> str: return f"{_md_num(lo, '{:+.2f}')} to {_md_num(hi, '{:+.2f}')}"
-
 def arms_markdown(t: pd.DataFrame, none='No finished runs yet.', sentences=True) -> str:
     "A `paired_arms` table as markdown, then its computed sentences (`none` when empty)"
     if t.empty: return none
