@@ -511,10 +511,11 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     "Where the paired gain's 95 % interval holds 0 (and where not), from `size_curve`"
     if curve.empty: return 'No subset size has finished runs of both models yet.'
     (a, b), c = curve.models.iloc[0], curve.dropna(subset=['ci95_low'])
-    pos, zero, neg = (c.n_per_class[m].tolist()
+    pos, zero, neg = ([str(int(n)) for n in c.n_per_class[m]]
                       for m in (c.ci95_low > 0, (c.ci95_low <= 0) & (c.ci95_high >= 0), c.ci95_high < 0))
-    parts = [f'{b} beats {a} (the interval above 0) at {pos} per class' if pos else '',
-             f'the interval holds 0 at {zero}' if zero else '', f'{b} is worse at {neg}' if neg else '']
+    at = lambda v: f'at {_names(v)} per class'
+    parts = [f'{b} beats {a} (the interval above 0) {at(pos)}' if pos else '',
+             f'the interval holds 0 {at(zero)}' if zero else '', f'{b} is worse {at(neg)}' if neg else '']
     text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
     return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}.'
 
