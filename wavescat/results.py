@@ -420,7 +420,7 @@ def learnable_table(df: pd.DataFrame, Ls=(4, 8), protocol='fast', precision='bf1
         bases = [(f'scat_v1 L={L} fixed', f'scat_v1 L={L}', fixed), ('resnet18', 'resnet18', fixed)]
         for init in ('tight', 'random'):
             label = variant_protocol(protocol, model='scat_v1', L=L, learnable=True, init=init, precision=precision)
-            pairs += [((f'scat_v1 L={L} learnable, {init} init', f'scat_v1 L={L}', label), b) for b in bases]
+            pairs += [((f'scat_v1 L={L} learnable ({init} init)', f'scat_v1 L={L}', label), b) for b in bases]
     return paired_arms(df, pairs, n_per_class)
 
 # %% ../nbs/04c_results.ipynb #1ebd56b8
@@ -468,9 +468,9 @@ def arms_finding(t: pd.DataFrame) -> str:
             v = g.variant[m[g.index]].tolist()
             plural = kind.replace('is ', 'are ', 1).replace('has ', 'have ', 1)
             if v: parts.append(f'{_names(v)} {kind if len(v) == 1 else plural} {against}')
-    seeds = sorted({int(t.pairs.min()), int(t.pairs.max())})
+    seeds, family = sorted({int(t.pairs.min()), int(t.pairs.max())}), int(t.family.iloc[0])
     return (f"**Finding:** {'; '.join(parts)} (paired over {'-'.join(map(str, seeds))} seeds, Holm-adjusted over "
-            f"{int(t.family.iloc[0])} comparisons, 5 % level).")
+            f"{family} comparison{'s' * (family != 1)}, 5 % level).")
 
 # %% ../nbs/04c_results.ipynb #45297833
 def lr_choice_text(choice: pd.DataFrame) -> str:
