@@ -155,7 +155,7 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
     assert ('no worker left' in stdout and stdout.count('stopped') >= 2
             and 'run the same command again' in stdout), stdout
 
-def test_sigterm_prints_what_is_left(fake_cifar, tmp_path, cache_env):
+def test_sigterm_prints_what_is_left_and_the_checkpointed_run_resumes_first(fake_cifar, tmp_path, cache_env):
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     out = tmp_path / 'runs'
     cli = _sweep_cli(tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32'), '--cpu-runs', '1', env=env)
@@ -168,6 +168,17 @@ def test_sigterm_prints_what_is_left(fake_cifar, tmp_path, cache_env):
     assert cli.returncode == 143, (cli.returncode, stdout)
     assert 'sweep stopped (interrupted)' in stdout and stdout.count(' stopped ') >= 2, stdout
     assert not _worker_processes_alive(out), 'the embedded cluster was closed'
+    started = {p.parent.name for p in out.glob('*/checkpoint.pt')}
+    assert len(started) == 1 and not list(out.glob('*/record.json')), list(out.iterdir())
+    # resumed with the seeds the other way round: the run with a checkpoint still starts first
+    again = _sweep_cli(tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32'), '--cpu-runs', '1',
+                       '--seed', '1', '0', env=env)
+    try:
+        first = next((l for l in again.stdout if ' on cpu: epochs ' in l), '')
+        again.send_signal(signal.SIGTERM); again.communicate(timeout=120)
+    finally:
+        if again.poll() is None: os.killpg(again.pid, signal.SIGKILL)
+    assert first.split(' on cpu')[0] in started and 'epochs 1..30' not in first, first
 
 def _worker_processes_alive(out) -> bool:
     "Whether a run under `out` is still locked by a live process (a worker that outlived its sweep)."

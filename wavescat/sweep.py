@@ -20,8 +20,8 @@ from .train import train
 
 # %% auto #0
 __all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cpu_cores', 'cluster_spec',
-           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'SweepStopped', 'sweep', 'with_baseline',
-           'sweep_parser', 'main']
+           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'SweepStopped', 'sweep', 'run_order',
+           'with_baseline', 'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
 LEARNABLE_FIELDS = ('init', 'filter_lr')                      # only learnable filters take these
@@ -203,13 +203,19 @@ def _ended(f, cfg, tries: int) -> dict:
             else None)
     return _row(cfg, 'failed', error=lost or f'{type(exc).__name__}: {exc}', tb=tb)
 
+# %% ../nbs/06_sweep.ipynb #7a1c0e02
+def run_order(configs) -> list[TrainConfig]:
+    "The runs in the order to start them: those with a checkpoint first, then as given"
+    return sorted(configs, key=lambda c: not (run_dir(c) / 'checkpoint.pt').exists())  # a stable sort
+
 # %% ../nbs/06_sweep.ipynb #ff0298cc
 def _run_all(cluster: _Cluster, todo, rows, progress, run_progress_every, retries: int, worker_timeout: float):
-    cfgs, tries, futures = {run_id(c): c for c in todo}, {}, {}
+    cfgs, tries, futures = {run_id(c): c for c in run_order(todo)}, {}, {}
+    priority = {rid: len(cfgs) - i for i, rid in enumerate(cfgs)}  # a run sent again keeps its place
     def submit(rid):
         tries[rid] = tries.get(rid, 0) + 1
         futures[cluster.client.submit(run_task, dataclasses.asdict(cfgs[rid]), run_progress_every,
-                                      key=f'{rid}-try{tries[rid]}', pure=False)] = rid
+                                      key=f'{rid}-try{tries[rid]}', pure=False, priority=priority[rid])] = rid
     for rid in cfgs: submit(rid)
     progress.show(_running(cluster.client, len(futures)),
                   f'submitted {len(futures)} runs to {cluster.client.scheduler.address}')
