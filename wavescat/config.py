@@ -84,7 +84,9 @@ class TrainConfig:
                              f'one of {NORMS}', lambda v: v in NORMS, 'unless default')
     learnable: bool = config_field(False, "learn the Morlet filters' theta, xi, sigma and slant",
                                    'True or False', _bool, 'unless default')
-    init: str = config_field('tight', "learnable filters' start: the 'tight' frame or 'random'", "'tight' or 'random'",
+    init: str = config_field('tight', "the Morlet filters: the 'tight' frame or 'random' parameters (the start, if "
+                                      "learnable)",
+                             "'tight' or 'random'",
                              lambda v: v in ('tight', 'random'), 'unless default')
     filter_lr: float | None = config_field(None, 'peak learning rate of learnable filters (no weight decay); None: lr',
                                            'None or a number in (0, 10]',
@@ -165,10 +167,11 @@ def check_combination(cfg: TrainConfig):
         raise ValueError(f'Parameter norm={cfg.norm!r} needs a model with a choice of normalisation, got {cfg.model!r}')
     if cfg.learnable and not takes(cfg.model, 'learnable'):
         raise ValueError(f'Parameter learnable=True needs a model with scattering filters, got {cfg.model!r}')
-    for name in ('init', 'filter_lr'):
-        if getattr(cfg, name) != cfg.__dataclass_fields__[name].default and not cfg.learnable:
-            raise ValueError(f'Parameter {name} only applies with learnable=True, '
-                             f'got {name}={getattr(cfg, name)!r} with learnable=False')
+    if cfg.init != 'tight' and not takes(cfg.model, 'init'):
+        raise ValueError(f'Parameter init={cfg.init!r} needs a model with Morlet filters, got {cfg.model!r}')
+    if cfg.filter_lr is not None and not cfg.learnable:
+        raise ValueError(f'Parameter filter_lr only applies with learnable=True, got filter_lr={cfg.filter_lr!r} '
+                         'with learnable=False')
     if cfg.n_per_class + cfg.val_per_class > 5000:
         raise ValueError(f'Parameters n_per_class + val_per_class must be <= 5000 '
                          f'(CIFAR-10 has 5000 training images per class), '
@@ -231,5 +234,6 @@ def model_kwargs(params: dict) -> dict:
     # the random-filter control draws its filters from the seed
     if takes(params['model'], 'seed'): kw['seed'] = params['seed']
     if params.get('norm', 'batch') != 'batch': kw['norm'] = params['norm']
-    if params['learnable']: kw.update(learnable=True, init=params['init'])
+    if params['learnable']: kw['learnable'] = True
+    if params.get('init', 'tight') != 'tight': kw['init'] = params['init']  # fixed or learnable random filters
     return kw

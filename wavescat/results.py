@@ -413,14 +413,17 @@ def arm_verdicts(t: pd.DataFrame) -> list[str]:
 
 # %% ../nbs/04c_results.ipynb #dc3e71ab
 def learnable_table(df: pd.DataFrame, Ls=(4, 8), protocol='fast', precision='bf16', n_per_class=100) -> pd.DataFrame:
-    "v1 with learnable filters (each init) paired with fixed filters and with resnet18, Holm across all"
-    fixed = variant_protocol(protocol, precision=precision)
+    "v1 with learnable (each init) or fixed random filters, paired with fixed ones and resnet18, Holm across all"
+    base = variant_protocol(protocol, precision=precision)
+    v1 = lambda L, name, **kw: (f'scat_v1 L={L} {name}', f'scat_v1 L={L}',
+                                variant_protocol(protocol, model='scat_v1', L=L, precision=precision, **kw))
     pairs = []
     for L in Ls:
-        bases = [(f'scat_v1 L={L} fixed', f'scat_v1 L={L}', fixed), ('resnet18', 'resnet18', fixed)]
-        for init in ('tight', 'random'):
-            label = variant_protocol(protocol, model='scat_v1', L=L, learnable=True, init=init, precision=precision)
-            pairs += [((f'scat_v1 L={L} learnable ({init} init)', f'scat_v1 L={L}', label), b) for b in bases]
+        bases = [(f'scat_v1 L={L} fixed', f'scat_v1 L={L}', base), ('resnet18', 'resnet18', base)]
+        learned = {i: v1(L, f'learnable ({i} init)', learnable=True, init=i) for i in ('tight', 'random')}
+        fixed_random = v1(L, 'fixed (random init)', init='random')
+        pairs += [(a, b) for a in (*learned.values(), fixed_random) for b in bases]
+        pairs.append((learned['random'], fixed_random))  # learning, from the same random start
     return paired_arms(df, pairs, n_per_class)
 
 # %% ../nbs/04c_results.ipynb #1ebd56b8

@@ -251,12 +251,13 @@ class Scattering(nn.Module):
         for res, (A, B) in enumerate(lowpass_bank(self.J, self.padded, self.out_shape(1)[1:])):
             self.register_buffer(f'phi_rows{res}', A.float(), persistent=False)
             self.register_buffer(f'phi_cols{res}', B.float(), persistent=False)
+        keep = init != 'tight'  # fixed random filters go into the state dict; the tight frame is rebuilt
         for k, v in params.items():
             if learnable: setattr(self, k, nn.Parameter(v))
-            else: self.register_buffer(k, v, persistent=False)
+            else: self.register_buffer(k, v, persistent=keep)
         if not learnable:  # fixed: the wavelets once, here
             for name, f in wavelet_bank(params, self.J, self.padded).items():
-                self.register_buffer(name, f, persistent=False)
+                self.register_buffer(name, f, persistent=keep)
 
     def morlet_params(self) -> dict[str, torch.Tensor]:
         "The current (theta, xi, sigma, slant) of the J*L wavelets, detached."
@@ -298,7 +299,8 @@ class Scattering(nn.Module):
 
     def extra_repr(self):
         return (f'J={self.J}, shape={self.shape}, L={self.L}, max_order={self.max_order}, K={self.K}'
-                + (f', learnable=True, init={self.init!r}' if self.learnable else ''))
+                + (', learnable=True' if self.learnable else '')
+                + (f', init={self.init!r}' if self.learnable or self.init != 'tight' else ''))
 
 # %% ../nbs/01_scattering.ipynb #f04f821f
 def morlet_spatial(params: dict, size: int) -> torch.Tensor:

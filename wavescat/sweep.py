@@ -24,7 +24,7 @@ __all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scatterin
            'with_baseline', 'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
-LEARNABLE_FIELDS = ('init', 'filter_lr')                      # only learnable filters take these
+LEARNABLE_FIELDS = ('filter_lr',)                             # only learnable filters take these
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 def takes_scattering(model: str) -> bool: return model in MODELS and takes(model, 'L')
@@ -32,8 +32,9 @@ def takes_scattering(model: str) -> bool: return model in MODELS and takes(model
 # %% ../nbs/06_sweep.ipynb #aaface4b
 def _applicable(params: dict) -> dict:
     "`params` with fields its model (or fixed filters) ignores reset to defaults"
-    drop = () if takes_scattering(params.get('model', _DEFAULTS['model'])) else SCATTERING_FIELDS
-    if not params.get('learnable', False): drop += LEARNABLE_FIELDS
+    model = params.get('model', _DEFAULTS['model'])
+    drop = tuple(f for f in ('L', 'learnable', 'init') if model not in MODELS or not takes(model, f))
+    if 'learnable' in drop or not params.get('learnable', False): drop += LEARNABLE_FIELDS
     return {**params, **{k: _DEFAULTS[k] for k in drop if k in params}}
 
 # %% ../nbs/06_sweep.ipynb #8dbcc02c
