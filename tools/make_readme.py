@@ -40,7 +40,9 @@ def blocks() -> dict:
                                               figure='../outputs/figures/headline_strong.png'),
         'parity': lambda: ex.parity_markdown(runs),
         'why': lambda: ex.why_markdown(runs),
-        'front_controls': lambda: front_controls(ex, runs, bf16),
+        'front_controls': lambda: ex.controls_markdown(runs, bf16, sentences=False),
+        'front_controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG, sentences=False),
+        'controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG),
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png'),
         'front_size': lambda: ex.size_curve_markdown(runs, bf16, 'outputs/figures/size_curve_bf16.png'),
         'is_random': lambda: ex.is_random_markdown(runs),
@@ -50,12 +52,6 @@ def blocks() -> dict:
         'bench': lambda: format_table(json.loads((ROOT / 'outputs' / 'bench' / 'cpu.json').read_text())),
         'parameters': config_table,
     }
-
-def front_controls(ex, runs, protocol) -> str:
-    "The controls' finding and table, without the per-row sentences (docs/results.md has them)."
-    t = ex.controls_table(runs, 8, protocol)
-    if t.empty: return 'No finished control runs yet.'
-    return f'{ex.arms_finding(t)}\n\n{ex.arms_markdown(t, sentences=False)}'
 
 def fill(text: str, made: dict) -> str:
     "`text` with every generated block replaced by its current content."

@@ -24,8 +24,8 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
            'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'label_params', 'variant_protocol',
            'paired_arms', 'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table',
-           'arms_markdown', 'arms_finding', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curve_sentence',
-           'size_curve_markdown', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'arms_markdown', 'arms_finding', 'controls_markdown', 'lr_choice_text', 'why_markdown', 'size_curve',
+           'size_curve_sentence', 'size_curve_markdown', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -474,6 +474,12 @@ def arms_finding(t: pd.DataFrame) -> str:
     seeds, family = sorted({int(t.pairs.min()), int(t.pairs.max())}), int(t.family.iloc[0])
     return (f"**Finding:** {'; '.join(parts)} (paired over {'-'.join(map(str, seeds))} seeds, Holm-adjusted over "
             f"{family} comparison{'s' * (family != 1)}, 5 % level).")
+
+# %% ../nbs/04c_results.ipynb #8c0a7e02
+def controls_markdown(df: pd.DataFrame, protocol='fast', L=8, n_per_class=100, sentences=True) -> str:
+    "The controls at `L` under `protocol`: the computed finding over the paired table (and its sentences)"
+    t = controls_table(df, L, protocol, n_per_class)
+    return f'{arms_finding(t)}\n\n{arms_markdown(t, sentences=sentences)}' if len(t) else 'No finished control runs yet.'
 
 # %% ../nbs/04c_results.ipynb #45297833
 def lr_choice_text(choice: pd.DataFrame) -> str:
