@@ -19,21 +19,19 @@ from .runs import read_record
 from .train import train
 
 # %% auto #0
-__all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'takes_scattering', 'grid', 'cpu_cores', 'cluster_spec',
-           'local_cluster', 'connect', 'SweepProgress', 'run_task', 'SweepStopped', 'sweep', 'run_order',
-           'with_baseline', 'sweep_parser', 'main']
+__all__ = ['LEARNABLE_FIELDS', 'WORKER_CONFIG', 'QUIET_WORKER', 'grid', 'cpu_cores', 'cluster_spec', 'local_cluster', 'connect',
+           'SweepProgress', 'run_task', 'SweepStopped', 'sweep', 'run_order', 'with_baseline', 'sweep_parser', 'main']
 
 # %% ../nbs/06_sweep.ipynb #e2b01282
 LEARNABLE_FIELDS = ('filter_lr',)                             # only learnable filters take these
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
-def takes_scattering(model: str) -> bool: return model in MODELS and takes(model, 'L')
-
 # %% ../nbs/06_sweep.ipynb #aaface4b
 def _applicable(params: dict) -> dict:
     "`params` with fields its model (or fixed filters) ignores reset to defaults"
     model = params.get('model', _DEFAULTS['model'])
-    drop = tuple(f for f in ('L', 'learnable', 'init') if model not in MODELS or not takes(model, f))
+    drop = tuple(f for f in SCATTERING_FIELDS  # what the model lacks (filter_lr: below, with learnable)
+                 if f not in LEARNABLE_FIELDS and (model not in MODELS or not takes(model, f)))
     if 'learnable' in drop or not params.get('learnable', False): drop += LEARNABLE_FIELDS
     return {**params, **{k: _DEFAULTS[k] for k in drop if k in params}}
 
