@@ -158,7 +158,9 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
 def test_sigterm_prints_what_is_left_and_the_checkpointed_run_resumes_first(fake_cifar, tmp_path, cache_env):
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     out = tmp_path / 'runs'
-    cli = _sweep_cli(tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32'), '--cpu-runs', '1', env=env)
+    # so many epochs that no run finishes while the sweep shuts down (30 did on a fast CI machine: no checkpoint left)
+    run = tiny(fake_cifar, out, epochs=1000, checkpoint_every=1, precision='fp32')
+    cli = _sweep_cli(run, '--cpu-runs', '1', env=env)
     try:
         _wait_for(lambda: list(out.glob('*/checkpoint.pt')) or cli.poll() is not None, 240, 'a checkpoint')
         cli.send_signal(signal.SIGTERM)
@@ -169,16 +171,15 @@ def test_sigterm_prints_what_is_left_and_the_checkpointed_run_resumes_first(fake
     assert 'sweep stopped (interrupted)' in stdout and stdout.count(' stopped ') >= 2, stdout
     assert not _worker_processes_alive(out), 'the embedded cluster was closed'
     started = {p.parent.name for p in out.glob('*/checkpoint.pt')}
-    assert len(started) == 1 and not list(out.glob('*/record.json')), list(out.iterdir())
+    assert len(started) == 1 and not list(out.glob('*/record.json')), sorted(map(str, out.glob('*/*')))
     # resumed with the seeds the other way round: the run with a checkpoint still starts first
-    again = _sweep_cli(tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32'), '--cpu-runs', '1',
-                       '--seed', '1', '0', env=env)
+    again = _sweep_cli(run, '--cpu-runs', '1', '--seed', '1', '0', env=env)
     try:
         first = next((l for l in again.stdout if ' on cpu: epochs ' in l), '')
         again.send_signal(signal.SIGTERM); again.communicate(timeout=120)
     finally:
         if again.poll() is None: os.killpg(again.pid, signal.SIGKILL)
-    assert first.split(' on cpu')[0] in started and 'epochs 1..30' not in first, first
+    assert first.split(' on cpu')[0] in started and 'epochs 1..1000' not in first, first
 
 def _worker_processes_alive(out) -> bool:
     "Whether a run under `out` is still locked by a live process (a worker that outlived its sweep)."
