@@ -44,6 +44,8 @@ def blocks() -> dict:
         'front_controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG, sentences=False),
         'controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG),
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png'),
+        'size_curve_strong': lambda: ex.size_curve_markdown(runs, ex.STRONG,
+                                                            '../outputs/figures/size_curve_strong.png'),
         'front_size': lambda: ex.size_curve_markdown(runs, bf16, 'outputs/figures/size_curve_bf16.png'),
         'is_random': lambda: ex.is_random_markdown(runs),
         'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
