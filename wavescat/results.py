@@ -20,12 +20,13 @@ from .runs import CorruptRunFileError, divergence, read_record
 # %% auto #0
 __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'load_records', 'records_digest',
            'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
-           'meets_divergence_rule', 'study_tables', 'headline', 'protocol_text', 'run_time_text', 'results_markdown',
-           'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown',
-           'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'label_params', 'variant_protocol',
-           'paired_arms', 'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table',
-           'arms_markdown', 'arms_finding', 'controls_markdown', 'lr_choice_text', 'why_markdown', 'size_curve',
-           'size_curve_sentence', 'size_curve_markdown', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'meets_divergence_rule', 'fixed_tight_filters', 'study_tables', 'headline', 'protocol_text', 'run_time_text',
+           'results_markdown', 'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown',
+           'features_markdown', 'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'label_params',
+           'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice',
+           'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown', 'lr_choice_text', 'why_markdown',
+           'size_curve', 'size_curve_sentence', 'size_curve_markdown', 'l_sweep', 'l_sweep_markdown',
+           'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -122,6 +123,14 @@ def _agg(df):
     return pd.DataFrame({'seeds': acc.size(), 'test_acc': acc.mean(), 'std': acc.std(ddof=1),
                          'ci95': acc.apply(t_interval), 'environments': g['environment'].nunique()}).reset_index()
 
+# %% ../nbs/04c_results.ipynb #f7e1a2c0
+def fixed_tight_filters(df: pd.DataFrame) -> pd.Series:
+    "Which rows keep the published filters: fixed, tight-frame Morlet (or none to learn)"
+    # learnable or random-init filters are other models, with their own table (`learnable_table`)
+    learnable = df['learnable'] if 'learnable' in df else pd.Series(False, index=df.index)
+    init = df['init'] if 'init' in df else pd.Series('tight', index=df.index)
+    return ~learnable.fillna(False).astype(bool) & init.fillna('tight').eq('tight')
+
 # %% ../nbs/04c_results.ipynb #8a1d4c1a
 def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Our tables beside `PUBLISHED`: 'baseline', 'L_sweep', 'is_random', 'full_data'"
@@ -131,6 +140,7 @@ def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     df = df.assign(model_label=[model_label(m, L) for m, L in zip(df.model, df.L)])
     if 'protocol' not in df: df = df.assign(protocol='study')
     df = df.assign(**{c: df[c] if c in df else 'unrecorded' for c in (*DATA_COLUMNS, 'environment')})
+    df = df[(df.model != 'scat_v1') | fixed_tight_filters(df)]  # the published v1's filters only
     out = {}
     b = _agg(df[df.model == 'resnet18'])
     b['published'] = b.n_per_class.map(PUBLISHED['baseline'])
