@@ -27,6 +27,7 @@ def blocks() -> dict:
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
     study = dict(protocol='study')
     bf16 = ex.variant_protocol('fast', precision='bf16')  # the controls, the size curve and the L sweep run in bf16
+    curves = ((bf16, 'outputs/figures/size_curve_bf16.png'), (ex.STRONG, 'outputs/figures/size_curve_strong.png'))
     return {
         'intro': ex.intro_markdown,
         'front_fast': lambda: ex.front_markdown(ex.headline(runs), 'outputs/figures/headline.png'),
@@ -46,7 +47,8 @@ def blocks() -> dict:
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png'),
         'size_curve_strong': lambda: ex.size_curve_markdown(runs, ex.STRONG,
                                                             '../outputs/figures/size_curve_strong.png'),
-        'front_size': lambda: ex.size_curve_markdown(runs, bf16, 'outputs/figures/size_curve_bf16.png'),
+        'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.size_curve_markdown(runs, p, fig, table=False)
+                                            for p, fig in curves),
         'is_random': lambda: ex.is_random_markdown(runs),
         'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
         'comparisons': lambda: ex.comparisons_markdown(runs),

@@ -539,8 +539,9 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}.'
 
 # %% ../nbs/04c_results.ipynb #16bd5c18
-def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None) -> str:
+def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=True) -> str:
     "The data-size curve (`size_curve`) as its sentence, a table and the figure when there is one"
+    # table=False: the sentence and the figure (the README's, which must not grow with every size)
     curve = size_curve(df, protocol=protocol)
     if curve.empty: return size_curve_sentence(curve)
     a, b = curve.models.iloc[0]
@@ -550,7 +551,7 @@ def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None) -> str:
              f"{r.mean_1:.2f} {_md_num(r.ci95_1, '± {:.2f}')} ({int(r.n_1)}) | {r.mean_diff:+.2f} | "
              f"{_interval(r.ci95_low, r.ci95_high)} | {_md_num(r.p_holm, '{:.2g}')} |" for _, r in curve.iterrows()]
     fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if figure and len(curve) > 1 else []
-    return '\n'.join([size_curve_sentence(curve), '', *rows, '', *fig]).rstrip()
+    return '\n'.join([size_curve_sentence(curve), '', *(rows + [''] if table else []), *fig]).rstrip()
 
 # %% ../nbs/04c_results.ipynb #5ece0f26
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
