@@ -127,9 +127,9 @@ def _agg(df):
 def fixed_tight_filters(df: pd.DataFrame) -> pd.Series:
     "Which rows keep the published filters: fixed, tight-frame Morlet (or none to learn)"
     # learnable or random-init filters are other models, with their own table (`learnable_table`)
-    learnable = df['learnable'] if 'learnable' in df else pd.Series(False, index=df.index)
-    init = df['init'] if 'init' in df else pd.Series('tight', index=df.index)
-    return ~learnable.fillna(False).astype(bool) & init.fillna('tight').eq('tight')
+    # a record from before a field existed had its default (TrainConfig's)
+    learnable, init = (df.get(f, pd.Series(None, index=df.index, dtype=object)) for f in ('learnable', 'init'))
+    return ~learnable.fillna(TrainConfig.learnable).astype(bool) & init.fillna(TrainConfig.init).eq(TrainConfig.init)
 
 # %% ../nbs/04c_results.ipynb #8a1d4c1a
 def study_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
