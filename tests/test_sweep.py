@@ -131,7 +131,7 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
     "A cluster the sweep does not own cannot be restarted: it stops within the timeout, non-zero, with the table."
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     out = tmp_path / 'runs'
-    run = tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32')
+    run = tiny(fake_cifar, out, epochs=30, checkpoint_every=1, precision='fp32', lr=0.001)
     procs, logs = [], open(tmp_path / 'cluster.log', 'w')
     try:
         sfile = tmp_path / 'scheduler.json'
@@ -158,8 +158,9 @@ def test_a_cluster_left_without_workers_stops_the_sweep(fake_cifar, tmp_path, ca
 def test_sigterm_prints_what_is_left_and_the_checkpointed_run_resumes_first(fake_cifar, tmp_path, cache_env):
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     out = tmp_path / 'runs'
-    # so many epochs that no run finishes while the sweep shuts down (30 did on a fast CI machine: no checkpoint left)
-    run = tiny(fake_cifar, out, epochs=1000, checkpoint_every=1, precision='fp32')
+    # so many epochs that no run finishes while the sweep shuts down (30 did on a fast CI machine: no checkpoint left),
+    # at a rate so low that it cannot diverge meanwhile (lr 0.1 keeps this tiny run's loss above 2 ln 10 for epochs 1-5)
+    run = tiny(fake_cifar, out, epochs=1000, checkpoint_every=1, precision='fp32', lr=0.001)
     cli = _sweep_cli(run, '--cpu-runs', '1', env=env)
     try:
         _wait_for(lambda: list(out.glob('*/checkpoint.pt')) or cli.poll() is not None, 240, 'a checkpoint')
