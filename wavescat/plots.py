@@ -171,22 +171,24 @@ def plot_headline(h: dict, path=None):
     return fig
 
 # %% ../nbs/04d_plots.ipynb #452d768b
-def plot_size_curve(curve: pd.DataFrame, epochs_text: str = '', path=None):
-    "Accuracy by subset size (log axis) of both models and their paired gain"
-    # (error bars: 95 % intervals)
-    a, b = curve.models.iloc[0]
+def plot_size_curve(curves: list, epochs_text: str = '', path=None):
+    "Accuracy by subset size (log axis) of resnet18 and each scattering model of `curves`, and their paired gains"
+    # `curves`: `size_curves`, each a model against resnet18 (error bars: 95 % intervals)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, m in enumerate((a, b)):
-        a1.errorbar(curve.n_per_class, curve[f'mean_{i}'],
-                    yerr=clipped_errors(curve[f'mean_{i}'], curve[f'ci95_{i}']), fmt='o-', capsize=4, label=m)
-    a1.set(xscale='log', xlabel='training images per class', ylabel='test accuracy (%)',
-           title=f'both models{epochs_text}')
-    lo, hi = curve.mean_diff - curve.ci95_low, curve.ci95_high - curve.mean_diff
-    a2.errorbar(curve.n_per_class, curve.mean_diff, yerr=[lo.fillna(0), hi.fillna(0)], fmt='o-', color='C2', capsize=4)
+    base = pd.concat(curves).drop_duplicates('n_per_class').sort_values('n_per_class')  # the same runs in each
+    a1.errorbar(base.n_per_class, base.mean_0, yerr=clipped_errors(base.mean_0, base.ci95_0), fmt='o-', capsize=4,
+                color='C0', label=curves[0].models.iloc[0][0])
+    for i, c in enumerate(curves):
+        b, x = c.models.iloc[0][1], c.n_per_class * 1.04 ** i  # nudged apart so the intervals do not hide each other
+        style = dict(fmt='o-', capsize=4, color=f'C{i + 1}', label=b)
+        a1.errorbar(x, c.mean_1, yerr=clipped_errors(c.mean_1, c.ci95_1), **style)
+        lo, hi = c.mean_diff - c.ci95_low, c.ci95_high - c.mean_diff
+        a2.errorbar(x, c.mean_diff, yerr=[lo.fillna(0), hi.fillna(0)], **style)
+    a1.set(xscale='log', xlabel='training images per class', ylabel='test accuracy (%)', title=f'accuracy{epochs_text}')
     a2.axhline(0, color='r', lw=1)
-    a2.set(xscale='log', xlabel='training images per class', ylabel=f'{b} - {a} (points)',
+    a2.set(xscale='log', xlabel='training images per class', ylabel=f'minus {curves[0].models.iloc[0][0]} (points)',
            title='paired gain, 95 % interval')
-    for ax in (a1, a2): ax.grid(alpha=0.3)
-    a1.legend(fontsize=8); fig.tight_layout()
+    for ax in (a1, a2): ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig

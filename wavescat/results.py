@@ -18,15 +18,15 @@ from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
 from .runs import CorruptRunFileError, divergence, read_record
 
 # %% auto #0
-__all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'load_records', 'records_digest',
-           'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
+__all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'SIZE_CURVE_MODELS', 'load_records',
+           'records_digest', 'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
            'meets_divergence_rule', 'fixed_tight_filters', 'study_tables', 'headline', 'protocol_text', 'run_time_text',
            'results_markdown', 'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown',
            'features_markdown', 'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'label_params',
            'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice',
            'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown', 'lr_choice_text', 'why_markdown',
-           'size_curve', 'size_curve_sentence', 'size_curve_markdown', 'l_sweep', 'l_sweep_markdown',
-           'is_random_markdown']
+           'size_curve', 'size_curves', 'size_curve_sentence', 'size_curve_table', 'size_curve_markdown', 'l_sweep',
+           'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -525,6 +525,13 @@ def size_curve(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='f
             'pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest']
     return with_holm(pd.DataFrame(rows, columns=cols)).assign(models=[models] * len(rows))
 
+# %% ../nbs/04c_results.ipynb #09ab5d38
+SIZE_CURVE_MODELS = ('scat_v1 L=8', 'scat_v1 L=4')  # the curve's scattering models, each paired with resnet18
+
+def size_curves(df: pd.DataFrame, protocol='fast', scat=SIZE_CURVE_MODELS) -> list[pd.DataFrame]:
+    "`size_curve` of each model in `scat` against resnet18, those with finished pairs only"
+    return [c for m in scat if len(c := size_curve(df, ('resnet18', m), protocol))]
+
 # %% ../nbs/04c_results.ipynb #b3d32fdd
 def size_curve_sentence(curve: pd.DataFrame) -> str:
     "Where the paired gain's 95 % interval holds 0 (and where not), from `size_curve`"
@@ -538,20 +545,27 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
     return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}.'
 
-# %% ../nbs/04c_results.ipynb #16bd5c18
-def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=True) -> str:
-    "The data-size curve (`size_curve`) as its sentence, a table and the figure when there is one"
-    # table=False: the sentence and the figure (the README's, which must not grow with every size)
-    curve = size_curve(df, protocol=protocol)
-    if curve.empty: return size_curve_sentence(curve)
+# %% ../nbs/04c_results.ipynb #cf5ce1e4
+def size_curve_table(curve: pd.DataFrame) -> str:
+    "One `size_curve` as a markdown table: both models per size and the paired gain"
     a, b = curve.models.iloc[0]
-    rows = [f'| per class | {a} (%, seeds) | {b} (%, seeds) | gain (points) | 95 % interval | Holm p |',
+    head = [f'| per class | {a} (%, seeds) | {b} (%, seeds) | gain (points) | 95 % interval | Holm p |',
             '|---|---|---|---|---|---|']
-    rows += [f"| {int(r.n_per_class)} | {r.mean_0:.2f} {_md_num(r.ci95_0, '± {:.2f}')} ({int(r.n_0)}) | "
-             f"{r.mean_1:.2f} {_md_num(r.ci95_1, '± {:.2f}')} ({int(r.n_1)}) | {r.mean_diff:+.2f} | "
-             f"{_interval(r.ci95_low, r.ci95_high)} | {_md_num(r.p_holm, '{:.2g}')} |" for _, r in curve.iterrows()]
-    fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if figure and len(curve) > 1 else []
-    return '\n'.join([size_curve_sentence(curve), '', *(rows + [''] if table else []), *fig]).rstrip()
+    rows = [f"| {int(r.n_per_class)} | {r.mean_0:.2f} {_md_num(r.ci95_0, '± {:.2f}')} ({int(r.n_0)}) | "
+            f"{r.mean_1:.2f} {_md_num(r.ci95_1, '± {:.2f}')} ({int(r.n_1)}) | {r.mean_diff:+.2f} | "
+            f"{_interval(r.ci95_low, r.ci95_high)} | {_md_num(r.p_holm, '{:.2g}')} |" for _, r in curve.iterrows()]
+    return '\n'.join(head + rows)
+
+# %% ../nbs/04c_results.ipynb #16bd5c18
+def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=True, scat=SIZE_CURVE_MODELS) -> str:
+    "The data-size curves (`size_curves`): their sentences, a table each and the figure when there is one"
+    # table=False: the sentences and the figure (the README's, which must not grow with every size)
+    curves = size_curves(df, protocol, scat)
+    if not curves: return size_curve_sentence(pd.DataFrame())
+    plotted = figure and any(len(c) > 1 for c in curves)
+    fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if plotted else []
+    tables = list(map(size_curve_table, curves)) if table else []
+    return '\n\n'.join([' '.join(map(size_curve_sentence, curves)), *tables, *fig])
 
 # %% ../nbs/04c_results.ipynb #5ece0f26
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
