@@ -23,7 +23,7 @@ def blocks() -> dict:
     from wavescat import results as ex
     from wavescat.bench import format_table
     from wavescat.config import config_table
-    runs = ex.load_records(ROOT / 'outputs' / 'runs')
+    runs, diverged = ex.load_records(ROOT / 'outputs' / 'runs'), ex.load_diverged(ROOT / 'outputs' / 'runs')
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
     study = dict(protocol='study')
     bf16 = ex.variant_protocol('fast', precision='bf16')  # the controls, the size curve and the L sweep run in bf16
@@ -44,10 +44,12 @@ def blocks() -> dict:
         'front_controls': lambda: ex.controls_markdown(runs, bf16, sentences=False),
         'front_controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG, sentences=False),
         'controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG),
-        'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png'),
-        'size_curve_strong': lambda: ex.size_curve_markdown(runs, ex.STRONG,
-                                                            '../outputs/figures/size_curve_strong.png'),
-        'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.size_curve_markdown(runs, p, fig, table=False)
+        'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',
+                                                     diverged=diverged),
+        'size_curve_strong': lambda: ex.size_curve_markdown(runs, ex.STRONG, '../outputs/figures/size_curve_strong.png',
+                                                            diverged=diverged),
+        'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.size_curve_markdown(runs, p, fig, table=False,
+                                                                                  diverged=diverged)
                                             for p, fig in curves),
         'is_random': lambda: ex.is_random_markdown(runs),
         'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),

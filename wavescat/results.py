@@ -15,18 +15,18 @@ from .subsets import data_name
 from .published import PUBLISHED, published_200_epochs, published_verdicts
 from .stats import choose_on_validation, holm, paired_difference, seed_summary, t_interval, verdict
 from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
-from .runs import CorruptRunFileError, divergence, read_record
+from .runs import DIVERGENCE_EPOCHS, CorruptRunFileError, divergence, read_record
 
 # %% auto #0
 __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'CONTROLS', 'SIZE_CURVE_MODELS', 'load_records',
            'records_digest', 'usual_precision', 'record_precision', 'protocol_label', 'model_label', 'load_diverged',
-           'meets_divergence_rule', 'fixed_tight_filters', 'study_tables', 'headline', 'protocol_text', 'run_time_text',
-           'results_markdown', 'intro_markdown', 'finding', 'front_markdown', 'comparison', 'comparisons_markdown',
-           'features_markdown', 'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'label_params',
-           'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice',
-           'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown', 'lr_choice_text', 'why_markdown',
-           'size_curve', 'size_curves', 'size_curve_sentence', 'size_curve_table', 'size_curve_markdown', 'l_sweep',
-           'l_sweep_markdown', 'is_random_markdown']
+           'meets_divergence_rule', 'diverged_note', 'fixed_tight_filters', 'study_tables', 'headline', 'protocol_text',
+           'run_time_text', 'results_markdown', 'intro_markdown', 'finding', 'front_markdown', 'comparison',
+           'comparisons_markdown', 'features_markdown', 'finished_runs', 'with_holm', 'precision_parity',
+           'parity_markdown', 'label_params', 'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts',
+           'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown',
+           'lr_choice_text', 'why_markdown', 'size_curve', 'size_curves', 'size_curve_sentence', 'size_curve_table',
+           'size_curve_markdown', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -113,6 +113,16 @@ def meets_divergence_rule(history: list, n_classes: int = 10) -> str | None:
     h = [{**e, 'train_loss': float('nan') if e['train_loss'] is None else e['train_loss']}  # JSON null: NaN
          for e in history]
     return next((why for i in range(1, len(h) + 1) if (why := divergence(h[:i], n_classes))), None)
+
+# %% ../nbs/04c_results.ipynb #d6c4a250
+def diverged_note(diverged: pd.DataFrame, protocol: str, models=None) -> str:
+    "The runs of `protocol` (of `models`, labels as `model_label`) that diverged and so sit in no table, as a sentence"
+    d = diverged[diverged.protocol == protocol]
+    d = d.assign(label=[model_label(m, L) for m, L in zip(d.model, d.L)]).sort_values(['n_per_class', 'label', 'seed'])
+    if models is not None: d = d[d.label.isin(models)]
+    runs = '; '.join(f'{r.label} seed {r.seed} at {r.n_per_class} per class' for r in d.itertuples())
+    why = f"the training loss stayed above twice chance's for {DIVERGENCE_EPOCHS} epochs"
+    return f'Diverged ({why}), so left out: {runs}.' if runs else ''
 
 # %% ../nbs/04c_results.ipynb #2a8d37f7
 DATA_COLUMNS = ('dataset', 'dataset_hash', 'n_test')
@@ -557,15 +567,17 @@ def size_curve_table(curve: pd.DataFrame) -> str:
     return '\n'.join(head + rows)
 
 # %% ../nbs/04c_results.ipynb #16bd5c18
-def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=True, scat=SIZE_CURVE_MODELS) -> str:
-    "The data-size curves (`size_curves`): their sentences, a table each and the figure when there is one"
+def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=True, scat=SIZE_CURVE_MODELS,
+                        diverged=None) -> str:
+    "The data-size curves (`size_curves`): their sentences, the runs that `diverged`, a table each and the figure"
     # table=False: the sentences and the figure (the README's, which must not grow with every size)
     curves = size_curves(df, protocol, scat)
     if not curves: return size_curve_sentence(pd.DataFrame())
+    left_out = diverged_note(diverged, protocol, ['resnet18', *scat]) if diverged is not None else ''
     plotted = figure and any(len(c) > 1 for c in curves)
     fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if plotted else []
     tables = list(map(size_curve_table, curves)) if table else []
-    return '\n\n'.join([' '.join(map(size_curve_sentence, curves)), *tables, *fig])
+    return '\n\n'.join([' '.join([*map(size_curve_sentence, curves), left_out]).strip(), *tables, *fig])
 
 # %% ../nbs/04c_results.ipynb #5ece0f26
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
