@@ -56,8 +56,8 @@ def test_a_run_on_the_pack_records_the_real_data(packed, tmp_path):
 def test_a_subset_the_pack_lacks_is_refused_before_training(packed, tmp_path):
     r = tool('one', '--pack', packed, '--run', 'resnet18', '--seed', 2, '--n', 2, '--epochs', 1,
              '--out-dir', tmp_path / 'runs', cache=tmp_path / 'cache')
-    assert (r.returncode != 0
-            and 'n_per_class=2, seed=2: the pack holds only the subsets (n_per_class-seed) 2-0, 2-1' in r.stderr)
+    lacks = 'n_per_class=2, seed=2: the pack holds only the subsets (n_per_class[+val_per_class]-seed) 2-0, 2-1'
+    assert r.returncode != 0 and lacks in r.stderr, r.stderr
     assert not list((tmp_path / 'runs').glob('resnet18-*'))
 
 def test_code_other_than_the_packed_commit_is_refused(packed, tmp_path):
@@ -68,3 +68,48 @@ def test_code_other_than_the_packed_commit_is_refused(packed, tmp_path):
              '--out-dir', tmp_path / 'runs', cache=tmp_path / 'cache')
     assert r.returncode != 0 and 'these files differ from commit' in r.stderr and 'wavescat/train.py' in r.stderr
     assert not list((tmp_path / 'runs').glob('resnet18-*'))
+
+@pytest.fixture(scope='module')
+def fake_jpeg(tmp_path_factory):
+    from wavescat.cifar10 import make_fake_cifar10
+    return make_fake_cifar10(tmp_path_factory.mktemp('fake_jpeg'), n_train=5, n_test=2, fmt='jpg')['imagefolder']
+
+def test_a_jpeg_pack_holds_the_files_and_gives_the_same_subsets(fake_jpeg, tmp_path):
+    "`--jpeg` packs the source's JPEG files, not their pixels; decoded there, the subsets hash as the real ones."
+    out = tmp_path / 'jpeg.npz'
+    r = tool('pack', '--data', fake_jpeg, '--n', 2, '--seeds', 0, 1, '--out', out, '--allow-dirty', '--jpeg',
+             cache=tmp_path / 'cache')
+    assert r.returncode == 0, r.stderr
+    z = np.load(out)
+    assert 'x_keep' not in z and 'x_test' not in z and z['jpeg_keep'].dtype == np.uint8
+    assert z['jpeg_keep'][:2].tolist() == [0xFF, 0xD8]  # a JPEG's first bytes
+    train, test = load_cifar10(fake_jpeg, cache=tmp_path / 'cache')
+    rtrain, rtest, meta = load_tool().load_pack(out)
+    assert torch.equal(rtest.x, test.x) and torch.equal(rtrain.y, train.y)
+    for s in (0, 1):
+        assert meta['hashes'][f'2-{s}'] == content_hash(*subsample(rtrain, 2, s), rtest)
+        assert torch.equal(subsample(rtrain, 2, s)[0].x, subsample(train, 2, s)[0].x)
+
+def test_jpeg_packing_from_the_batches_layout_is_refused(fake_cifar, tmp_path):
+    r = tool('pack', '--data', fake_cifar['batches'], '--n', 2, '--seeds', 0, '--out', tmp_path / 'p.npz',
+             '--allow-dirty', '--jpeg', cache=tmp_path / 'cache')
+    assert r.returncode != 0 and '--jpeg needs an ImageFolder tree of .jpg files' in r.stderr, r.stderr
+    assert not (tmp_path / 'p.npz').exists()
+
+def test_a_pack_with_validation_images_trains_that_subset(fake_cifar, tmp_path):
+    "`--val-per-class` packs the validation images too, and a run asks for the subset with them."
+    out = tmp_path / 'val.npz'
+    r = tool('pack', '--data', fake_cifar['batches'], '--n', 2, '--val-per-class', 1, '--seeds', 0, '--out', out,
+             '--allow-dirty', cache=tmp_path / 'cache')
+    assert r.returncode == 0, r.stderr
+    train, test = load_cifar10(fake_cifar['batches'], cache=tmp_path / 'cache')
+    meta = load_tool().load_pack(out)[2]
+    assert meta['hashes'] == {'2+1-0': content_hash(*subsample(train, 2, 0, 1), test)}, meta['hashes']
+    r = tool('one', '--pack', out, '--run', 'resnet18', '--seed', 0, '--n', 2, '--epochs', 1, '--out-dir',
+             tmp_path / 'runs', cache=tmp_path / 'cache')  # without its validation images: not in the pack
+    assert r.returncode != 0 and 'the pack holds only the subsets (n_per_class[+val_per_class]-seed) 2+1-0' in r.stderr
+    r = tool('one', '--pack', out, '--run', 'resnet18', '--seed', 0, '--n', 2, '--val-per-class', 1, '--epochs', 1,
+             '--out-dir', tmp_path / 'runs', cache=tmp_path / 'cache')
+    assert r.returncode == 0, r.stderr
+    (rec,) = [json.loads(f.read_text()) for f in (tmp_path / 'runs').glob('resnet18-*/record.json')]
+    assert rec['params']['val_per_class'] == 1 and rec['data']['hash'] == meta['hashes']['2+1-0']
