@@ -13,7 +13,7 @@ from scipy import stats
 
 from .subsets import data_name
 from .published import PUBLISHED, published_200_epochs, published_verdicts
-from .stats import choose_on_validation, holm, paired_difference, seed_summary, t_interval, verdict
+from .stats import choose_on_validation, holm, log2_trend, paired_difference, seed_summary, t_interval, verdict
 from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
 from .runs import DIVERGENCE_EPOCHS, CorruptRunFileError, divergence, read_record
 
@@ -26,7 +26,7 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'parity_markdown', 'label_params', 'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts',
            'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown',
            'lr_choice_text', 'why_markdown', 'size_curve', 'size_curves', 'size_curve_sentence', 'size_curve_table',
-           'size_curve_markdown', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'size_curve_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -579,27 +579,33 @@ def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=Tr
     tables = list(map(size_curve_table, curves)) if table else []
     return '\n\n'.join([' '.join([*map(size_curve_sentence, curves), left_out]).strip(), *tables, *fig])
 
+# %% ../nbs/04c_results.ipynb #7e4e3f4f
+def l_dependence_text(runs: pd.DataFrame) -> str:
+    "Computed sentences on whether accuracy depends on L: one-way ANOVA, then the trend per doubling of L"
+    groups = [g.test_acc.values for _, g in runs.groupby('L') if len(g) >= 2]
+    a, t, text = (stats.f_oneway(*groups) if len(groups) >= 2 else None), log2_trend(runs, 'L'), ''
+    if a: text += (f"One-way ANOVA across {len(groups)} values of L (2+ seeds each): F = {a.statistic:.2f}, "
+                   f"p = {a.pvalue:.3g} ({'accuracy depends on L' if a.pvalue < 0.05 else 'no dependence on L shows'}"
+                   " at the 5 % level). ")
+    if t: text += (f"A straight line in log2 L (within seeds, {t['n']} runs) changes by {t['slope']:+.2f} points per "
+                   f"doubling ({_interval(t['lo'], t['hi'])}, p = {t['p']:.2g}). ")
+    return text
+
 # %% ../nbs/04c_results.ipynb #5ece0f26
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
-    "The L sweep's table and its computed sentence"
-    # per L: seeds, mean, 95 % interval and the paired comparison with the best L
+    "The L sweep's table (each L's seeds and its paired difference from the best L) and its computed sentences"
     runs = finished_runs(df, protocol, n_per_class)
     runs = runs[runs.model == model].assign(L=lambda d: d.L.astype(int))
     if runs.L.nunique() < 2: return pd.DataFrame(), f'Fewer than two values of L have finished {protocol} runs.'
     s = seed_summary(runs, by='L').sort_index()
     best = int(s['mean'].idxmax())
     vs = with_holm(paired_difference(runs, baseline=best, by='L'))
+    worse = [f'L={int(L)}' for L, r in vs.iterrows() if r.p_holm < 0.05]
+    text = f'The best mean is at L={best}; ' + (
+        f"{_names(worse)} {'is' if len(worse) == 1 else 'are'} worse than it (paired, Holm-adjusted p < 0.05)."
+        if worse else 'no L differs from it significantly (paired, Holm-adjusted).')
     table = s.join(vs[['pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest', 'p_holm']])
-    groups = [g.test_acc.values for _, g in runs.groupby('L') if len(g) >= 2]
-    anova = stats.f_oneway(*groups) if len(groups) >= 2 else None
-    worse = [int(L) for L, r in vs.iterrows() if r.p_holm < 0.05]
-    text = (f"One-way ANOVA across {len(groups)} values of L (2+ seeds each): F = {anova.statistic:.2f}, "
-            f"p = {anova.pvalue:.3g} ({'accuracy depends on L' if anova.pvalue < 0.05 else 'no dependence on L shows'} "
-            "at the 5 % level). "
-            if anova else '') + (f'The best mean is at L={best}; '
-                                 + (f'L = {worse} are worse than it (paired, Holm-adjusted p < 0.05).'
-                                    if worse else 'no L differs from it significantly (paired, Holm-adjusted).'))
-    return table, text
+    return table, l_dependence_text(runs) + text
 
 # %% ../nbs/04c_results.ipynb #ec347a50
 def l_sweep_markdown(df: pd.DataFrame, protocol='fast', n_per_class=100) -> str:

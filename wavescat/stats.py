@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+import statsmodels.formula.api as smf
 
 # %% auto #0
-__all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'paired_difference', 'verdict', 'choose_on_validation']
+__all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'paired_difference', 'verdict', 'choose_on_validation',
+           'log2_trend']
 
 # %% ../nbs/04a_stats.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
@@ -95,3 +97,13 @@ def choose_on_validation(df: pd.DataFrame, param: str, within=(), value='val_acc
         s['chosen'] = s.index == s['mean'].idxmax()
         parts.append(s.assign(**dict(zip(within, key))).reset_index())  # (a list's groups have tuple keys)
     return pd.concat(parts).set_index([*within, param])
+
+# %% ../nbs/04a_stats.ipynb #b8120eff
+def log2_trend(df: pd.DataFrame, x: str, value='test_acc', block='seed') -> dict | None:
+    "Slope of `value` per doubling of `x` (OLS, `block` as fixed effects): slope, 95 % interval, p, n"
+    d = df[[x, value, block]].dropna().assign(log2x=lambda d: np.log2(d[x].astype(float)))
+    if d[x].nunique() < 3: return None
+    blocked = d[block].nunique() < len(d)  # seeds that repeat: compare within them
+    fit = smf.ols(f'{value} ~ log2x' + (f' + C({block})' if blocked else ''), d).fit()
+    lo, hi = fit.conf_int().loc['log2x']
+    return dict(slope=fit.params['log2x'], lo=lo, hi=hi, p=fit.pvalues['log2x'], n=len(d))
