@@ -52,6 +52,9 @@ def blocks() -> dict:
                                                                                   diverged=diverged)
                                             for p, fig in curves),
         'is_random': lambda: ex.is_random_markdown(runs),
+        'front_is_random': lambda: ex.is_random_markdown(runs, bf16),
+        'front_l_sweep': lambda: ex.l_sweep(runs, bf16)[1] + '\n\n![v1 against L, beside the published single runs]'
+                                 '(outputs/figures/accuracy_vs_L.png)',
         'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
         'comparisons': lambda: ex.comparisons_markdown(runs),
         'features': lambda: ex.features_markdown(csv, runs),

@@ -620,9 +620,10 @@ def l_sweep_markdown(df: pd.DataFrame, protocol='fast', n_per_class=100) -> str:
     return '\n'.join([text, '', *rows])
 
 # %% ../nbs/04c_results.ipynb #c6ca30c0
-def is_random_markdown(df: pd.DataFrame) -> str:
-    "The seed study's is_random table: ours per L and recipe (mean, interval, variance) beside the published"
+def is_random_markdown(df: pd.DataFrame, recipe: str | None = None) -> str:
+    "The seed study's is_random table: ours per L and recipe (or one `recipe`) beside the published"
     t = study_tables(df).get('is_random', pd.DataFrame())
+    if recipe is not None and len(t): t = t[t.protocol == recipe]
     rows = ['| L | recipe | seeds | test accuracy (%) | variance | published mean (6 runs) | published variance |',
             '|---|---|---|---|---|---|---|']
     for L, (mean, var) in PUBLISHED['is_random_100'].items():
