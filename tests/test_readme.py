@@ -1,5 +1,5 @@
 "The README's and docs/' commands: what a new user copies must behave as the page says."
-import re
+import importlib.util, re
 from pathlib import Path
 import papermill as pm
 
@@ -39,3 +39,11 @@ def test_the_pages_link_to_pages_that_exist():
               if not (p.parent / link).exists()]
     assert len(pages) >= 5 and broken == [], broken
     assert len((ROOT / 'README.md').read_text().splitlines()) <= 150
+
+def test_generated_blocks_are_filled_even_when_empty():
+    "A block just added to a page is empty: make_readme must fill it (and --check must see it), never pass over it."
+    spec = importlib.util.spec_from_file_location('make_readme', ROOT / 'tools' / 'make_readme.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    made, want = {'x': lambda: 'new'}, 'a\n<!-- generated: x -->\nnew\n<!-- /generated: x -->\nb'
+    for old in ('', 'old\n', 'two\nlines\n'):
+        assert mod.fill(f'a\n<!-- generated: x -->\n{old}<!-- /generated: x -->\nb', made) == want

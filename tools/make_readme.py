@@ -16,7 +16,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {ROOT / 'nbs' / 'index.ipynb': ROOT / 'README.md',
          **{nb: ROOT / 'docs' / f'{nb.stem}.md' for nb in sorted((ROOT / 'nbs' / 'docs').glob('*.ipynb'))}}
-BLOCK = re.compile(r'<!-- generated: (\w+) -->\n.*?\n<!-- /generated: \1 -->', re.S)
+BLOCK = re.compile(r'<!-- generated: (\w+) -->\n(?:.*?\n)?<!-- /generated: \1 -->', re.S)  # (may be empty)
 
 def blocks() -> dict:
     "Every generated block's text, computed now from what is committed."
@@ -41,8 +41,7 @@ def blocks() -> dict:
                                               figure='../outputs/figures/headline_strong.png'),
         'parity': lambda: ex.parity_markdown(runs),
         'why': lambda: ex.why_markdown(runs),
-        'front_controls': lambda: ex.controls_markdown(runs, bf16, sentences=False),
-        'front_controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG, sentences=False),
+        'front_controls': lambda: ex.controls_recipes_markdown(runs, (bf16, ex.STRONG)),
         'controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG),
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',
                                                      diverged=diverged),

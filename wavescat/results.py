@@ -25,8 +25,9 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'comparisons_markdown', 'features_markdown', 'finished_runs', 'with_holm', 'precision_parity',
            'parity_markdown', 'label_params', 'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts',
            'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown',
-           'lr_choice_text', 'why_markdown', 'size_curve', 'size_curves', 'size_curve_sentence', 'size_curve_table',
-           'size_curve_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'controls_recipes_markdown', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curves',
+           'size_curve_sentence', 'size_curve_table', 'size_curve_markdown', 'l_dependence_text', 'l_sweep',
+           'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -500,6 +501,21 @@ def controls_markdown(df: pd.DataFrame, protocol='fast', L=8, n_per_class=100, s
     "The controls at `L` under `protocol`: the computed finding over the paired table (and its sentences)"
     t = controls_table(df, L, protocol, n_per_class)
     return f'{arms_finding(t)}\n\n{arms_markdown(t, sentences=sentences)}' if len(t) else 'No finished control runs yet.'
+
+# %% ../nbs/04c_results.ipynb #964402df
+def _arm_cell(r) -> str:
+    "A `paired_arms` row as one table cell: difference (95 % interval), Holm p"
+    return f"{r.mean_diff:+.2f} ({_interval(r.ci95_low, r.ci95_high)}), {_md_num(r.p_holm, '{:.2g}')}"
+
+def controls_recipes_markdown(df: pd.DataFrame, protocols, L=8, n_per_class=100) -> str:
+    "The controls under each of `protocols`: each one's finding, then one table with a column per recipe"
+    ts = {p: t for p in protocols if len(t := controls_table(df, L, p, n_per_class))}
+    if not ts: return 'No finished control runs yet.'
+    wide = pd.concat({p: t.set_index(['variant', 'against']).apply(_arm_cell, axis=1) for p, t in ts.items()}, axis=1)
+    rows = ['| variant | against | ' + ' | '.join(f'`{p}`: points (95 % interval), Holm p' for p in ts) + ' |',
+            '|---|---|' + '---|' * len(ts)]
+    rows += [f'| {v} | {a} | ' + ' | '.join(r.fillna('–')) + ' |' for (v, a), r in wide.iterrows()]
+    return '\n\n'.join([*(f'**`{p}`**: {arms_finding(t)}' for p, t in ts.items()), '\n'.join(rows)])
 
 # %% ../nbs/04c_results.ipynb #45297833
 def lr_choice_text(choice: pd.DataFrame) -> str:
