@@ -161,7 +161,7 @@ def test_sigterm_prints_what_is_left_and_the_checkpointed_run_resumes_first(fake
     # so many epochs that no run finishes while the sweep shuts down (30 did on a fast CI machine: no checkpoint left),
     # at a rate so low that it cannot diverge meanwhile (lr 0.1 keeps this tiny run's loss above 2 ln 10 for epochs 1-5)
     run = tiny(fake_cifar, out, epochs=1000, checkpoint_every=1, precision='fp32', lr=0.001)
-    cli = _sweep_cli(run, '--cpu-runs', '1', env=env)
+    cli = _sweep_cli(run, '--cpu-runs', '1', '--seed', '1', env=env)
     try:
         _wait_for(lambda: list(out.glob('*/checkpoint.pt')) or cli.poll() is not None, 240, 'a checkpoint')
         cli.send_signal(signal.SIGTERM)
@@ -173,8 +173,8 @@ def test_sigterm_prints_what_is_left_and_the_checkpointed_run_resumes_first(fake
     assert not _worker_processes_alive(out), 'the embedded cluster was closed'
     started = {p.parent.name for p in out.glob('*/checkpoint.pt')}
     assert len(started) == 1 and not list(out.glob('*/record.json')), sorted(map(str, out.glob('*/*')))
-    # resumed with the seeds the other way round: the run with a checkpoint still starts first
-    again = _sweep_cli(run, '--cpu-runs', '1', '--seed', '1', '0', env=env)
+    # resumed with seed 0 too, which seed by seed would start first: the run with a checkpoint (seed 1) still does
+    again = _sweep_cli(run, '--cpu-runs', '1', '--seed', '0', '1', env=env)
     try:
         first = next((l for l in again.stdout if ' on cpu: epochs ' in l), '')
         again.send_signal(signal.SIGTERM); again.communicate(timeout=120)

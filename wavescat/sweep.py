@@ -204,8 +204,8 @@ def _ended(f, cfg, tries: int) -> dict:
 
 # %% ../nbs/06_sweep.ipynb #7a1c0e02
 def run_order(configs) -> list[TrainConfig]:
-    "The runs in the order to start them: those with a checkpoint first, then as given"
-    return sorted(configs, key=lambda c: not (run_dir(c) / 'checkpoint.pt').exists())  # a stable sort
+    "The runs in the order to start them: those with a checkpoint first, then seed by seed (each seed as given)"
+    return sorted(configs, key=lambda c: (not (run_dir(c) / 'checkpoint.pt').exists(), c.seed))  # a stable sort
 
 # %% ../nbs/06_sweep.ipynb #ff0298cc
 def _run_all(cluster: _Cluster, todo, rows, progress, run_progress_every, retries: int, worker_timeout: float):
