@@ -26,8 +26,8 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'parity_markdown', 'label_params', 'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts',
            'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown',
            'controls_recipes_markdown', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curves',
-           'size_curve_sentence', 'size_curve_table', 'size_curve_markdown', 'l_dependence_text', 'l_sweep',
-           'l_sweep_markdown', 'is_random_markdown']
+           'size_curve_crossing', 'size_curve_sentence', 'size_curve_table', 'size_curve_markdown', 'l_dependence_text',
+           'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -559,6 +559,17 @@ def size_curves(df: pd.DataFrame, protocol='fast', scat=SIZE_CURVE_MODELS) -> li
     return [c for m in scat if len(c := size_curve(df, ('resnet18', m), protocol))]
 
 # %% ../nbs/04c_results.ipynb #b3d32fdd
+def size_curve_crossing(curve: pd.DataFrame) -> str:
+    "Where, as data grow, the gain's interval last lies above 0 (or that it still does at the largest size)"
+    c = curve.dropna(subset=['ci95_low']).sort_values('n_per_class')
+    above, n = (c.ci95_low > 0).tolist(), [str(int(x)) for x in c.n_per_class]
+    if not any(above): return ''
+    if above[-1]: return (f'Its interval lies above 0 at the largest size with runs of both ({n[-1]} per class): '
+                          'the gain has not crossed 0 there.')
+    last = max(i for i, a in enumerate(above) if a)
+    return (f'Its interval lies above 0 last at {n[last]} per class and no longer at the larger sizes '
+            f'({_names(n[last + 1:])} per class).')
+
 def size_curve_sentence(curve: pd.DataFrame) -> str:
     "Where the paired gain's 95 % interval holds 0 (and where not), from `size_curve`"
     if curve.empty: return 'No subset size has finished runs of both models yet.'
@@ -569,7 +580,7 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     parts = [f'{b} beats {a} (the interval above 0) {at(pos)}' if pos else '',
              f'the interval holds 0 {at(zero)}' if zero else '', f'{b} is worse {at(neg)}' if neg else '']
     text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
-    return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}.'
+    return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}. {size_curve_crossing(curve)}'.strip()
 
 # %% ../nbs/04c_results.ipynb #cf5ce1e4
 def size_curve_table(curve: pd.DataFrame) -> str:
