@@ -45,6 +45,7 @@ def blocks() -> dict:
         'controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG),
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',
                                                      diverged=diverged),
+        'size_curve_published': ex.parametric_size_markdown,
         'size_curve_strong': lambda: ex.size_curve_markdown(runs, ex.STRONG, '../outputs/figures/size_curve_strong.png',
                                                             diverged=diverged),
         'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.size_curve_markdown(runs, p, fig, table=False,

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'reference', 'published_200_epochs', 'published_spread', 'published_verdicts']
+__all__ = ['PUBLISHED', 'PARAMETRIC_WRN', 'reference', 'published_200_epochs', 'published_spread', 'published_verdicts']
 
 # %% ../nbs/04b_published.ipynb #e5465119
 PUBLISHED = {
@@ -36,6 +36,15 @@ def reference(part: str = 'course_project', root=None) -> dict | None:
     base = Path(root) if root is not None else (project_root() or Path.cwd()).parent
     f = base / 'shared' / 'reference' / 'published_results.json'
     return json.loads(f.read_text())[part] if f.exists() else None
+
+# %% ../nbs/04b_published.ipynb #04d0a20f
+PARAMETRIC_WRN = {  # model -> {images per class: (mean, spread)}; the scattering rows from tight-frame filters
+    'source': 'Gauthier et al., Parametric Scattering Networks, CVPR 2022: J=2, 10 seeds, mean and spread',
+    'recipe': 'AutoAugment + Cutout, OneCycle (max lr 0.1), 3000 / 2000 / 1000 / 500 epochs for 10 / 50 / 100 / 5000',
+    'WRN alone': {10: (38.78, 0.72), 50: (62.97, 0.41), 100: (71.37, 0.31), 5000: (95.7, None)},
+    'fixed scattering + WRN': {10: (43.16, 0.78), 50: (61.66, 0.32), 100: (68.16, 0.27), 5000: (92.27, 0.05)},
+    'learnable scattering + WRN': {10: (43.6, 0.87), 50: (63.13, 0.29), 100: (70.14, 0.26), 5000: (93.61, 0.12)},
+}
 
 # %% ../nbs/04b_published.ipynb #60788ee6
 def published_200_epochs(label: str) -> str:

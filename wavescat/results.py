@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from .subsets import data_name
-from .published import PUBLISHED, published_200_epochs, published_verdicts
+from .published import PARAMETRIC_WRN, PUBLISHED, published_200_epochs, published_verdicts
 from .stats import choose_on_validation, holm, log2_trend, paired_difference, seed_summary, t_interval, verdict
 from .config import NOT_IN_ID, PROTOCOLS, TrainConfig, default_out_dir
 from .runs import DIVERGENCE_EPOCHS, CorruptRunFileError, divergence, read_record
@@ -26,8 +26,8 @@ __all__ = ['RECORD_COLUMNS', 'STRONG', 'DATA_COLUMNS', 'HEADLINE', 'COMPARISONS'
            'parity_markdown', 'label_params', 'variant_protocol', 'paired_arms', 'controls_table', 'arm_verdicts',
            'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown', 'arms_finding', 'controls_markdown',
            'controls_recipes_markdown', 'lr_choice_text', 'why_markdown', 'size_curve', 'size_curves',
-           'size_curve_crossing', 'size_curve_sentence', 'size_curve_table', 'size_curve_markdown', 'l_dependence_text',
-           'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'size_curve_crossing', 'size_curve_sentence', 'size_curve_table', 'size_curve_markdown',
+           'parametric_size_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04c_results.ipynb #277d53fc
 def _record_row(r: dict, with_history: bool) -> dict:
@@ -605,6 +605,17 @@ def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=Tr
     fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if plotted else []
     tables = list(map(size_curve_table, curves)) if table else []
     return '\n\n'.join([' '.join([*map(size_curve_sentence, curves), left_out]).strip(), *tables, *fig])
+
+# %% ../nbs/04c_results.ipynb #4bb06fa4
+def parametric_size_markdown(published=PARAMETRIC_WRN) -> str:
+    "Gauthier et al.'s WRN alone and with scattering input per size (mean ± spread), each minus the WRN alone"
+    base, scat = published['WRN alone'], [m for m in published if m.endswith('+ WRN')]
+    cell = lambda v: f'{v[0]:.2f}' + (f' ± {v[1]:.2f}' if v[1] is not None else '')
+    rows = ['| per class | WRN alone (%) | ' + ' | '.join(f'{m} (%) | minus WRN (points)' for m in scat) + ' |',
+            '|---|---|' + '---|---|' * len(scat)]
+    rows += [f'| {n} | {cell(b)} | ' + ' | '.join(f'{cell(published[m][n])} | {published[m][n][0] - b[0]:+.2f}'
+                                                  for m in scat) + ' |' for n, b in base.items()]
+    return '\n'.join([f"{published['source']}; {published['recipe']} (another recipe, set beside):", '', *rows])
 
 # %% ../nbs/04c_results.ipynb #7e4e3f4f
 def l_dependence_text(runs: pd.DataFrame) -> str:
