@@ -131,7 +131,8 @@ class TrainConfig:
     checkpoint_every: int = config_field(5, 'epochs between checkpoints (the last epoch always saves)', 'an int >= 1',
                                          _int(1), 'never')
     deterministic: bool = config_field(False, 'bit-for-bit repeatable kernels (slower on CUDA)', 'True or False', _bool)
-    precision: str = config_field('auto', "autocast: 'auto' is bf16 on CUDA and on CPUs with native bf16 (AMX, AVX512-BF16), else fp32",
+    precision: str = config_field('auto', "autocast: 'auto' is bf16 on CUDA and on CPUs with native bf16 "
+                                          "(AMX, AVX512-BF16), else fp32",
                                   f'one of {PRECISIONS}', lambda v: v in PRECISIONS, 'unless default',
                                   id_default='fp32')
     device: str = config_field('auto', "'auto': CUDA when present, else CPU", "'auto', 'cpu', 'cuda' or 'cuda:N'",

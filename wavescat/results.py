@@ -500,7 +500,8 @@ def arms_finding(t: pd.DataFrame) -> str:
 def controls_markdown(df: pd.DataFrame, protocol='fast', L=8, n_per_class=100, sentences=True) -> str:
     "The controls at `L` under `protocol`: the computed finding over the paired table (and its sentences)"
     t = controls_table(df, L, protocol, n_per_class)
-    return f'{arms_finding(t)}\n\n{arms_markdown(t, sentences=sentences)}' if len(t) else 'No finished control runs yet.'
+    if not len(t): return 'No finished control runs yet.'
+    return f'{arms_finding(t)}\n\n{arms_markdown(t, sentences=sentences)}'
 
 # %% ../nbs/04c_results.ipynb #964402df
 def _arm_cell(r) -> str:
