@@ -611,7 +611,7 @@ def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=Tr
 def parametric_size_markdown(published=PARAMETRIC_WRN) -> str:
     "Gauthier et al.'s WRN alone and with scattering input per size (mean ± spread), each minus the WRN alone"
     base, scat = published['WRN alone'], [m for m in published if m.endswith('+ WRN')]
-    cell = lambda v: f'{v[0]:.2f}' + (f' ± {v[1]:.2f}' if v[1] is not None else '')
+    cell = lambda v: f'{v[0]:.2f}' + _md_num(v[1], ' ± {:.2f}', missing='')
     rows = ['| per class | WRN alone (%) | ' + ' | '.join(f'{m} (%) | minus WRN (points)' for m in scat) + ' |',
             '|---|---|' + '---|---|' * len(scat)]
     rows += [f'| {n} | {cell(b)} | ' + ' | '.join(f'{cell(published[m][n])} | {published[m][n][0] - b[0]:+.2f}'
