@@ -46,7 +46,7 @@ def test_committed_run_ids_recompute_from_their_params():
 
 def test_the_executed_report_read_every_committed_record():
     "outputs/report.ipynb must be re-executed whenever records are committed: it prints the digest of the ids it read."
-    from wavescat.results import records_digest
+    from wavescat.records import records_digest
     files = subprocess.run(['git', 'ls-files', 'outputs/runs/*/record.json'], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
     ids = [Path(f).parent.name for f in files]

@@ -21,32 +21,33 @@ BLOCK = re.compile(r'<!-- generated: (\w+) -->\n(?:.*?\n)?<!-- /generated: \1 --
 def blocks() -> dict:
     "Every generated block's text, computed now from what is committed."
     from wavescat import results as ex
+    from wavescat.records import STRONG, load_diverged, load_records, variant_protocol
     from wavescat.bench import format_table
     from wavescat.config import config_table
-    runs, diverged = ex.load_records(ROOT / 'outputs' / 'runs'), ex.load_diverged(ROOT / 'outputs' / 'runs')
+    runs, diverged = load_records(ROOT / 'outputs' / 'runs'), load_diverged(ROOT / 'outputs' / 'runs')
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
     study = dict(protocol='study')
-    bf16 = ex.variant_protocol('fast', precision='bf16')  # the controls, the size curve and the L sweep run in bf16
-    curves = ((bf16, 'outputs/figures/size_curve_bf16.png'), (ex.STRONG, 'outputs/figures/size_curve_strong.png'))
+    bf16 = variant_protocol('fast', precision='bf16')  # the controls, the size curve and the L sweep run in bf16
+    curves = ((bf16, 'outputs/figures/size_curve_bf16.png'), (STRONG, 'outputs/figures/size_curve_strong.png'))
     return {
         'intro': ex.intro_markdown,
         'front_fast': lambda: ex.front_markdown(ex.headline(runs), 'outputs/figures/headline.png'),
         'front_study': lambda: ex.front_markdown(ex.headline(runs, **study), 'outputs/figures/headline_study.png'),
-        'front_strong': lambda: ex.front_markdown(ex.headline(runs, protocol=ex.STRONG),
+        'front_strong': lambda: ex.front_markdown(ex.headline(runs, protocol=STRONG),
                                                   'outputs/figures/headline_strong.png'),
         'fast': lambda: ex.results_markdown(ex.headline(runs), figure='../outputs/figures/headline.png'),
         'study': lambda: ex.results_markdown(ex.headline(runs, **study),
                                              figure='../outputs/figures/headline_study.png'),
-        'strong': lambda: ex.results_markdown(ex.headline(runs, protocol=ex.STRONG),
+        'strong': lambda: ex.results_markdown(ex.headline(runs, protocol=STRONG),
                                               figure='../outputs/figures/headline_strong.png'),
         'parity': lambda: ex.parity_markdown(runs),
         'why': lambda: ex.why_markdown(runs),
-        'front_controls': lambda: ex.controls_recipes_markdown(runs, (bf16, ex.STRONG)),
-        'controls_strong': lambda: ex.controls_markdown(runs, ex.STRONG),
+        'front_controls': lambda: ex.controls_recipes_markdown(runs, (bf16, STRONG)),
+        'controls_strong': lambda: ex.controls_markdown(runs, STRONG),
         'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',
                                                      diverged=diverged),
         'size_curve_published': ex.parametric_size_markdown,
-        'size_curve_strong': lambda: ex.size_curve_markdown(runs, ex.STRONG, '../outputs/figures/size_curve_strong.png',
+        'size_curve_strong': lambda: ex.size_curve_markdown(runs, STRONG, '../outputs/figures/size_curve_strong.png',
                                                             diverged=diverged),
         'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.size_curve_markdown(runs, p, fig, table=False,
                                                                                   diverged=diverged)

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from .data import Batches
-from .results import model_label
+from .records import model_label
 from .scattering import morlet_spatial
 
 # %% auto #0
