@@ -520,10 +520,14 @@ def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1')
     runs = runs[runs.model == model].assign(L=lambda d: d.L.astype(int))
     if runs.L.nunique() < 2: return pd.DataFrame(), f'Fewer than two values of L have finished {protocol} runs.'
     s = seed_summary(runs, by='L').sort_index()
-    best = int(s['mean'].idxmax())
+    seeded = s[s.n >= 2]  # a single run has no spread: the best is chosen among the others while there are some
+    best = int((seeded if len(seeded) else s)['mean'].idxmax())
     vs = with_holm(paired_difference(runs, baseline=best, by='L'))
     worse = [f'L={int(L)}' for L, r in vs.iterrows() if r.p_holm < 0.05]
-    text = f'The best mean is at L={best}; ' + (
+    single = len(s) - len(seeded)
+    among = (f" among the {len(seeded)} values of L with 2+ seeds ({single} {'has' if single == 1 else 'have'} one run"
+             ' so far)' if len(seeded) and single else '')
+    text = f'The best mean{among} is at L={best}; ' + (
         f"{_names(worse)} {'is' if len(worse) == 1 else 'are'} worse than it (paired, Holm-adjusted p < 0.05)."
         if worse else 'no L differs from it significantly (paired, Holm-adjusted).')
     table = s.join(vs[['pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest', 'p_holm']])
