@@ -84,6 +84,7 @@ STRONG = 'strong, precision=bf16'  # the label of the `strong` runs on the CPU
 
 # %% ../nbs/04_records.ipynb #a154abf5
 def model_label(model, L=None) -> str:
+    "A model's name in the tables, with its L where it has one"
     return model if L is None or (isinstance(L, float) and math.isnan(L)) else f'{model} L={int(L)}'
 
 # %% ../nbs/04_records.ipynb #64617ffe
