@@ -20,7 +20,7 @@ BLOCK = re.compile(r'<!-- generated: (\w+) -->\n(?:.*?\n)?<!-- /generated: \1 --
 
 def blocks() -> dict:
     "Every generated block's text, computed now from what is committed."
-    from wavescat import results as ex
+    from wavescat import analyses as an, results as ex
     from wavescat.records import STRONG, load_diverged, load_records, variant_protocol
     from wavescat.bench import format_table
     from wavescat.config import config_table
@@ -40,23 +40,23 @@ def blocks() -> dict:
                                              figure='../outputs/figures/headline_study.png'),
         'strong': lambda: ex.results_markdown(ex.headline(runs, protocol=STRONG),
                                               figure='../outputs/figures/headline_strong.png'),
-        'parity': lambda: ex.parity_markdown(runs),
-        'why': lambda: ex.why_markdown(runs),
-        'front_controls': lambda: ex.controls_recipes_markdown(runs, (bf16, STRONG)),
-        'controls_strong': lambda: ex.controls_markdown(runs, STRONG),
-        'size_curve': lambda: ex.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',
+        'parity': lambda: an.parity_markdown(runs),
+        'why': lambda: an.why_markdown(runs),
+        'front_controls': lambda: an.controls_recipes_markdown(runs, (bf16, STRONG)),
+        'controls_strong': lambda: an.controls_markdown(runs, STRONG),
+        'size_curve': lambda: an.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',
                                                      diverged=diverged),
-        'size_curve_published': ex.parametric_size_markdown,
-        'size_curve_strong': lambda: ex.size_curve_markdown(runs, STRONG, '../outputs/figures/size_curve_strong.png',
+        'size_curve_published': an.parametric_size_markdown,
+        'size_curve_strong': lambda: an.size_curve_markdown(runs, STRONG, '../outputs/figures/size_curve_strong.png',
                                                             diverged=diverged),
-        'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.size_curve_markdown(runs, p, fig, table=False,
+        'front_size': lambda: '\n\n'.join(f'**`{p}`**: ' + an.size_curve_markdown(runs, p, fig, table=False,
                                                                                   diverged=diverged)
                                             for p, fig in curves),
-        'is_random': lambda: ex.is_random_markdown(runs),
-        'front_is_random': lambda: ex.is_random_markdown(runs, bf16),
-        'front_l_sweep': lambda: ex.l_sweep(runs, bf16)[1] + '\n\n![v1 against L, beside the published single runs]'
+        'is_random': lambda: an.is_random_markdown(runs),
+        'front_is_random': lambda: an.is_random_markdown(runs, bf16),
+        'front_l_sweep': lambda: an.l_sweep(runs, bf16)[1] + '\n\n![v1 against L, beside the published single runs]'
                                  '(outputs/figures/accuracy_vs_L.png)',
-        'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + ex.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
+        'l_sweep': lambda: '\n\n'.join(f'**`{p}`**: ' + an.l_sweep_markdown(runs, p) for p in ('fast', bf16)),
         'comparisons': lambda: ex.comparisons_markdown(runs),
         'features': lambda: ex.features_markdown(csv, runs),
         'bench': lambda: format_table(json.loads((ROOT / 'outputs' / 'bench' / 'cpu.json').read_text())),
