@@ -5,10 +5,10 @@
 # %% ../nbs/04d_analyses.ipynb #a4a1e0d3
 from __future__ import annotations
 import pandas as pd
-from scipy import stats
 
 from .published import PARAMETRIC_WRN, PUBLISHED
-from .stats import choose_on_validation, holm, log2_trend, paired_difference, seed_summary, verdict
+from .stats import (blocked_anova, blocked_contrasts, choose_on_validation, holm, log2_trend, paired_difference,
+                            seed_summary, verdict)
 from .records import diverged_note, model_label, variant_protocol
 from .results import interval_text, md_num, study_tables
 
@@ -271,42 +271,46 @@ def parametric_size_markdown(published=PARAMETRIC_WRN) -> str:
 
 # %% ../nbs/04d_analyses.ipynb #7e4e3f4f
 def l_dependence_text(runs: pd.DataFrame) -> str:
-    "Computed sentences on whether accuracy depends on L: one-way ANOVA, then the trend per doubling of L"
-    groups = [g.test_acc.values for _, g in runs.groupby('L') if len(g) >= 2]
-    a, t, text = (stats.f_oneway(*groups) if len(groups) >= 2 else None), log2_trend(runs, 'L'), ''
-    if a: text += (f"One-way ANOVA across {len(groups)} values of L (2+ seeds each): F = {a.statistic:.2f}, "
-                   f"p = {a.pvalue:.3g} ({'accuracy depends on L' if a.pvalue < 0.05 else 'no dependence on L shows'}"
-                   " at the 5 % level). ")
+    "Computed sentences on whether accuracy depends on L: the blocked ANOVA, then the trend per doubling of L"
+    a, t, text = blocked_anova(runs, 'L'), log2_trend(runs, 'L'), ''
+    if a: text += (f"ANOVA across {runs.L.nunique()} values of L ({'seeds as blocks, ' * a['blocked']}{a['n']} runs): "
+                   f"F({a['df']}, {a['df_resid']}) = {a['F']:.2f}, p = {a['p']:.2g} "
+                   f"({'accuracy depends on L' if a['p'] < 0.05 else 'no dependence on L shows'} at the 5 % level). ")
     if t: text += (f"A straight line in log2 L (within seeds, {t['n']} runs) changes by {t['slope']:+.2f} points per "
                    f"doubling ({interval_text(t['lo'], t['hi'])}, p = {t['p']:.2g}). ")
     return text
 
 # %% ../nbs/04d_analyses.ipynb #5ece0f26
+def _differ_text(vs: pd.DataFrame) -> str:
+    "Which L of `blocked_contrasts` (with Holm) are worse, or better, than the best"
+    sig = vs[vs.p_holm < 0.05]
+    parts = [f"{_names([f'L={int(L)}' for L in g.index])} {'is' if len(g) == 1 else 'are'} {kind} than it"
+             for kind, g in (('worse', sig[sig.mean_diff < 0]), ('better', sig[sig.mean_diff > 0])) if len(g)]
+    return (' and '.join(parts) + ' (seed-blocked OLS, Holm-adjusted p < 0.05).' if parts
+            else 'no L differs from it significantly (seed-blocked OLS, Holm-adjusted).')
+
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
-    "The L sweep's table (each L's seeds and its paired difference from the best L) and its computed sentences"
+    "The L sweep's table (each L's seeds and its seed-adjusted difference from the best L) and its computed sentences"
     runs = finished_runs(df, protocol, n_per_class)
     runs = runs[runs.model == model].assign(L=lambda d: d.L.astype(int))
     if runs.L.nunique() < 2: return pd.DataFrame(), f'Fewer than two values of L have finished {protocol} runs.'
     s = seed_summary(runs, by='L').sort_index()
-    seeded = s[s.n >= 2]  # a single run has no spread: the best is chosen among the others while there are some
-    best = int((seeded if len(seeded) else s)['mean'].idxmax())
-    vs = with_holm(paired_difference(runs, baseline=best, by='L'))
-    worse = [f'L={int(L)}' for L, r in vs.iterrows() if r.p_holm < 0.05]
-    single = len(s) - len(seeded)
+    seeded = s[s.n >= 2]  # a lone run is no candidate for the best while other L have seeds
+    adjusted = blocked_contrasts(runs, 'L', s.index[0]).mean_diff.reindex(s.index, fill_value=0.0)
+    best = int(adjusted[(seeded if len(seeded) else s).index].idxmax())
+    vs, single = with_holm(blocked_contrasts(runs, 'L', best)), len(s) - len(seeded)
     among = (f" among the {len(seeded)} values of L with 2+ seeds ({single} {'has' if single == 1 else 'have'} one run"
              ' so far)' if len(seeded) and single else '')
-    text = f'The best mean{among} is at L={best}; ' + (
-        f"{_names(worse)} {'is' if len(worse) == 1 else 'are'} worse than it (paired, Holm-adjusted p < 0.05)."
-        if worse else 'no L differs from it significantly (paired, Holm-adjusted).')
-    table = s.join(vs[['pairs', 'mean_diff', 'ci95_low', 'ci95_high', 'p_ttest', 'p_holm']])
-    return table, l_dependence_text(runs) + text
+    text = f'The highest seed-adjusted mean{among} is at L={best} (picked from these runs, which flatters its lead); '
+    return (s.join(vs[['mean_diff', 'ci95_low', 'ci95_high', 'p_ttest', 'p_holm']]),
+            l_dependence_text(runs) + text + _differ_text(vs))
 
 # %% ../nbs/04d_analyses.ipynb #ec347a50
 def l_sweep_markdown(df: pd.DataFrame, protocol='fast', n_per_class=100) -> str:
-    "The L sweep (`l_sweep`): its sentence, then each L's accuracy and its paired difference from the best"
+    "The L sweep (`l_sweep`): its sentence, then each L's accuracy and its seed-adjusted difference from the best"
     t, text = l_sweep(df, protocol, n_per_class)
     if t.empty: return text
-    rows = ['| L | seeds | test accuracy (%) | minus the best L (points) | 95 % interval | Holm p |',
+    rows = ['| L | seeds | test accuracy (%) | minus the best L (points, seed-adjusted) | 95 % interval | Holm p |',
             '|---|---|---|---|---|---|']
     rows += [f"| {L} | {int(r.n)} | {r['mean']:.2f} {md_num(r.ci95, '± {:.2f}')} | "
              f"{md_num(r.mean_diff, '{:+.2f}')} | {interval_text(r.ci95_low, r.ci95_high)} | "

@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 import statsmodels.formula.api as smf
 
 # %% auto #0
 __all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'paired_difference', 'verdict', 'choose_on_validation',
-           'log2_trend']
+           'blocked_ols', 'log2_trend', 'blocked_anova', 'blocked_contrasts']
 
 # %% ../nbs/04a_stats.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
@@ -98,12 +99,41 @@ def choose_on_validation(df: pd.DataFrame, param: str, within=(), value='val_acc
         parts.append(s.assign(**dict(zip(within, key))).reset_index())  # (a list's groups have tuple keys)
     return pd.concat(parts).set_index([*within, param])
 
+# %% ../nbs/04a_stats.ipynb #4b175bf3
+def blocked_ols(d: pd.DataFrame, term: str, value='test_acc', block='seed'):
+    "OLS fit of `value` on the formula `term`, with `block` as fixed effects where blocks repeat"
+    blocked = d[block].nunique() < len(d)  # seeds that repeat: compare within them
+    return smf.ols(f'{value} ~ {term}' + (f' + C({block})' if blocked else ''), d).fit()
+
 # %% ../nbs/04a_stats.ipynb #b8120eff
 def log2_trend(df: pd.DataFrame, x: str, value='test_acc', block='seed') -> dict | None:
-    "Slope of `value` per doubling of `x` (OLS, `block` as fixed effects): slope, 95 % interval, p, n"
+    "Slope of `value` per doubling of `x` (`blocked_ols`): slope, 95 % interval, p, n"
     d = df[[x, value, block]].dropna().assign(log2x=lambda d: np.log2(d[x].astype(float)))
     if d[x].nunique() < 3: return None
-    blocked = d[block].nunique() < len(d)  # seeds that repeat: compare within them
-    fit = smf.ols(f'{value} ~ log2x' + (f' + C({block})' if blocked else ''), d).fit()
+    fit = blocked_ols(d, 'log2x', value, block)
     lo, hi = fit.conf_int().loc['log2x']
     return dict(slope=fit.params['log2x'], lo=lo, hi=hi, p=fit.pvalues['log2x'], n=len(d))
+
+# %% ../nbs/04a_stats.ipynb #f8ec74d7
+def blocked_anova(df: pd.DataFrame, x: str, value='test_acc', block='seed') -> dict | None:
+    "F test of `x` as a factor in `blocked_ols`: F, p, degrees of freedom, n, blocked (None when untestable)"
+    d = df[[x, value, block]].dropna()
+    if d[x].nunique() < 2: return None
+    fit = blocked_ols(d, f'C({x})', value, block)
+    if fit.df_resid < 1: return None
+    a = anova_lm(fit, typ=2).loc[f'C({x})']
+    return dict(F=a['F'], p=a['PR(>F)'], df=int(a['df']), df_resid=int(fit.df_resid), n=len(d),
+                blocked=f'C({block})' in fit.model.formula)
+
+# %% ../nbs/04a_stats.ipynb #0ba3636f
+def blocked_contrasts(df: pd.DataFrame, x: str, reference, value='test_acc', block='seed') -> pd.DataFrame:
+    "Each other value of `x` minus `reference`, seed-adjusted (`blocked_ols`): difference, 95 % interval, p"
+    d = df[[x, value, block]].dropna()
+    if reference not in set(d[x]): raise ValueError(f'blocked_contrasts: reference {x}={reference!r} has no runs; '
+                                                    f'the values with runs are {sorted(set(d[x]))}')
+    levels = [reference, *sorted(set(d[x]) - {reference})]
+    fit = blocked_ols(d.assign(level=pd.Categorical(d[x], categories=levels)), 'C(level)', value, block)
+    terms, ci = [t for t in fit.params.index if t.startswith('C(level)')], fit.conf_int()
+    return pd.DataFrame({'mean_diff': fit.params[terms].values, 'ci95_low': ci.loc[terms, 0].values,
+                         'ci95_high': ci.loc[terms, 1].values, 'p_ttest': fit.pvalues[terms].values},
+                        index=pd.Index(levels[1:], name=x))
