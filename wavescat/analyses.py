@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .published import PARAMETRIC_WRN, PUBLISHED
-from .stats import (blocked_anova, blocked_contrasts, choose_on_validation, holm, log2_trend, paired_difference,
-                            seed_summary, verdict)
+from .stats import (blocked_anova, blocked_contrasts, blocked_means, choose_on_validation, has_blocks, holm,
+                            log2_trend, paired_difference, seed_summary, verdict)
 from .records import diverged_note, model_label, variant_protocol
 from .results import interval_text, md_num, study_tables
 
@@ -276,45 +276,47 @@ def l_dependence_text(runs: pd.DataFrame) -> str:
     if a: text += (f"ANOVA across {runs.L.nunique()} values of L ({'seeds as blocks, ' * a['blocked']}{a['n']} runs): "
                    f"F({a['df']}, {a['df_resid']}) = {a['F']:.2f}, p = {a['p']:.2g} "
                    f"({'accuracy depends on L' if a['p'] < 0.05 else 'no dependence on L shows'} at the 5 % level). ")
-    if t: text += (f"A straight line in log2 L (within seeds, {t['n']} runs) changes by {t['slope']:+.2f} points per "
-                   f"doubling ({interval_text(t['lo'], t['hi'])}, p = {t['p']:.2g}). ")
+    if t: text += (f"A straight line in log2 L ({'within seeds, ' * t['blocked']}{t['n']} runs) changes by "
+                   f"{t['slope']:+.2f} points per doubling ({interval_text(t['lo'], t['hi'])}, p = {t['p']:.2g}). ")
     return text
 
 # %% ../nbs/04d_analyses.ipynb #5ece0f26
-def _differ_text(vs: pd.DataFrame) -> str:
+def _differ_text(vs: pd.DataFrame, how: str) -> str:
     "Which L of `blocked_contrasts` (with Holm) are worse, or better, than the best"
+    if vs.p_holm.isna().all(): return 'no L can be tested against it yet (too few runs for a residual variance).'
     sig = vs[vs.p_holm < 0.05]
     parts = [f"{_names([f'L={int(L)}' for L in g.index])} {'is' if len(g) == 1 else 'are'} {kind} than it"
              for kind, g in (('worse', sig[sig.mean_diff < 0]), ('better', sig[sig.mean_diff > 0])) if len(g)]
-    return (' and '.join(parts) + ' (seed-blocked OLS, Holm-adjusted p < 0.05).' if parts
-            else 'no L differs from it significantly (seed-blocked OLS, Holm-adjusted).')
+    return (' and '.join(parts) + f' ({how}, Holm-adjusted p < 0.05).' if parts
+            else f'no L differs from it significantly ({how}, Holm-adjusted).')
 
 def l_sweep(df: pd.DataFrame, protocol='fast', n_per_class=100, model='scat_v1') -> tuple[pd.DataFrame, str]:
-    "The L sweep's table (each L's seeds and its seed-adjusted difference from the best L) and its computed sentences"
+    "The L sweep's table (each L's seeds, seed-adjusted mean and difference from the best L) and its computed sentences"
     runs = finished_runs(df, protocol, n_per_class)
     runs = runs[runs.model == model].assign(L=lambda d: d.L.astype(int))
     if runs.L.nunique() < 2: return pd.DataFrame(), f'Fewer than two values of L have finished {protocol} runs.'
-    s = seed_summary(runs, by='L').sort_index()
+    s = seed_summary(runs, by='L').sort_index().join(blocked_means(runs, 'L'))
     seeded = s[s.n >= 2]  # a lone run is no candidate for the best while other L have seeds
-    adjusted = blocked_contrasts(runs, 'L', s.index[0]).mean_diff.reindex(s.index, fill_value=0.0)
-    best = int(adjusted[(seeded if len(seeded) else s).index].idxmax())
-    vs, single = with_holm(blocked_contrasts(runs, 'L', best)), len(s) - len(seeded)
-    among = (f" among the {len(seeded)} values of L with 2+ seeds ({single} {'has' if single == 1 else 'have'} one run"
-             ' so far)' if len(seeded) and single else '')
-    text = f'The highest seed-adjusted mean{among} is at L={best} (picked from these runs, which flatters its lead); '
+    pool, single = (seeded if len(seeded) else s).adjusted.dropna(), len(s) - len(seeded)
+    if pool.empty: return s, l_dependence_text(runs) + 'No two values of L can be compared within seeds yet.'
+    best, (adj, how) = int(pool.idxmax()), (('seed-adjusted ', 'seed-blocked OLS') if has_blocks(runs) else ('', 'OLS'))
+    vs = with_holm(blocked_contrasts(runs, 'L', best))
+    among = (f" among the {len(seeded)} value{'s' * (len(seeded) != 1)} of L with 2+ seeds ({single} "
+             f"{'has' if single == 1 else 'have'} one run so far)" if len(seeded) and single else '')
+    text = f'The highest {adj}mean{among} is at L={best} (picked from these runs, which flatters its lead); '
     return (s.join(vs[['mean_diff', 'ci95_low', 'ci95_high', 'p_ttest', 'p_holm']]),
-            l_dependence_text(runs) + text + _differ_text(vs))
+            l_dependence_text(runs) + text + _differ_text(vs, how))
 
 # %% ../nbs/04d_analyses.ipynb #ec347a50
 def l_sweep_markdown(df: pd.DataFrame, protocol='fast', n_per_class=100) -> str:
     "The L sweep (`l_sweep`): its sentence, then each L's accuracy and its seed-adjusted difference from the best"
     t, text = l_sweep(df, protocol, n_per_class)
     if t.empty: return text
-    rows = ['| L | seeds | test accuracy (%) | minus the best L (points, seed-adjusted) | 95 % interval | Holm p |',
-            '|---|---|---|---|---|---|']
-    rows += [f"| {L} | {int(r.n)} | {r['mean']:.2f} {md_num(r.ci95, '± {:.2f}')} | "
-             f"{md_num(r.mean_diff, '{:+.2f}')} | {interval_text(r.ci95_low, r.ci95_high)} | "
-             f"{md_num(r.p_holm, '{:.2g}')} |" for L, r in t.iterrows()]
+    rows = ['| L | seeds | test accuracy (%) | seed-adjusted mean (%) | minus the best L (points) | 95 % interval | '
+            'Holm p |', '|---|---|---|---|---|---|---|']
+    rows += [f"| {L} | {int(r.n)} | {r['mean']:.2f} {md_num(r.ci95, '± {:.2f}')} | {md_num(r.adjusted)} | "
+             f"{md_num(r.get('mean_diff'), '{:+.2f}')} | {interval_text(r.get('ci95_low'), r.get('ci95_high'))} | "
+             f"{md_num(r.get('p_holm'), '{:.2g}')} |" for L, r in t.iterrows()]
     return '\n'.join([text, '', *rows])
 
 # %% ../nbs/04d_analyses.ipynb #c6ca30c0

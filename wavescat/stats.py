@@ -13,7 +13,8 @@ import statsmodels.formula.api as smf
 
 # %% auto #0
 __all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'paired_difference', 'verdict', 'choose_on_validation',
-           'blocked_ols', 'log2_trend', 'blocked_anova', 'blocked_contrasts']
+           'has_blocks', 'within_blocks', 'blocked_ols', 'log2_trend', 'blocked_anova', 'blocked_means',
+           'blocked_contrasts']
 
 # %% ../nbs/04a_stats.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
@@ -100,40 +101,57 @@ def choose_on_validation(df: pd.DataFrame, param: str, within=(), value='val_acc
     return pd.concat(parts).set_index([*within, param])
 
 # %% ../nbs/04a_stats.ipynb #4b175bf3
+def has_blocks(d: pd.DataFrame, block='seed') -> bool:
+    "Whether some `block` repeats in `d`, so that runs can be compared within blocks"
+    return bool(d[block].duplicated().any())
+
+def within_blocks(d: pd.DataFrame, x: str, value='test_acc', block='seed') -> pd.DataFrame:
+    "`d`'s `x`, `value` and `block`, without the runs whose `block` no other run shares (where some repeat)"
+    d = d[[x, value, block]].dropna()
+    return d[d[block].duplicated(keep=False)] if has_blocks(d, block) else d
+
 def blocked_ols(d: pd.DataFrame, term: str, value='test_acc', block='seed'):
-    "OLS fit of `value` on the formula `term`, with `block` as fixed effects where blocks repeat"
-    blocked = d[block].nunique() < len(d)  # seeds that repeat: compare within them
-    return smf.ols(f'{value} ~ {term}' + (f' + C({block})' if blocked else ''), d).fit()
+    "OLS fit of `value` on the formula `term`, `block` as fixed effects where blocks repeat (None: not estimable)"
+    fit = smf.ols(f'{value} ~ {term}' + (f' + C({block})' if has_blocks(d, block) else ''), d).fit()
+    return fit if fit.model.rank == fit.model.exog.shape[1] else None  # blocks that do not link every value
 
 # %% ../nbs/04a_stats.ipynb #b8120eff
 def log2_trend(df: pd.DataFrame, x: str, value='test_acc', block='seed') -> dict | None:
-    "Slope of `value` per doubling of `x` (`blocked_ols`): slope, 95 % interval, p, n"
-    d = df[[x, value, block]].dropna().assign(log2x=lambda d: np.log2(d[x].astype(float)))
-    if d[x].nunique() < 3: return None
-    fit = blocked_ols(d, 'log2x', value, block)
+    "Slope of `value` per doubling of `x` (`blocked_ols`): slope, 95 % interval, p, n, blocked"
+    d = within_blocks(df, x, value, block).assign(log2x=lambda d: np.log2(d[x].astype(float)))
+    if d[x].nunique() < 3 or (fit := blocked_ols(d, 'log2x', value, block)) is None: return None
     lo, hi = fit.conf_int().loc['log2x']
-    return dict(slope=fit.params['log2x'], lo=lo, hi=hi, p=fit.pvalues['log2x'], n=len(d))
+    return dict(slope=fit.params['log2x'], lo=lo, hi=hi, p=fit.pvalues['log2x'], n=len(d), blocked=has_blocks(d, block))
 
 # %% ../nbs/04a_stats.ipynb #f8ec74d7
 def blocked_anova(df: pd.DataFrame, x: str, value='test_acc', block='seed') -> dict | None:
     "F test of `x` as a factor in `blocked_ols`: F, p, degrees of freedom, n, blocked (None when untestable)"
-    d = df[[x, value, block]].dropna()
-    if d[x].nunique() < 2: return None
-    fit = blocked_ols(d, f'C({x})', value, block)
-    if fit.df_resid < 1: return None
+    d = within_blocks(df, x, value, block)
+    if d[x].nunique() < 2 or (fit := blocked_ols(d, f'C({x})', value, block)) is None or fit.df_resid < 1: return None
     a = anova_lm(fit, typ=2).loc[f'C({x})']
     return dict(F=a['F'], p=a['PR(>F)'], df=int(a['df']), df_resid=int(fit.df_resid), n=len(d),
-                blocked=f'C({block})' in fit.model.formula)
+                blocked=has_blocks(d, block))
+
+# %% ../nbs/04a_stats.ipynb #6c8f2362
+def blocked_means(df: pd.DataFrame, x: str, value='test_acc', block='seed') -> pd.Series:
+    "Each value of `x`: the `blocked_ols` fit averaged over all the blocks (seed-adjusted mean; nan: not estimable)"
+    d = within_blocks(df, x, value, block)
+    levels, fit = sorted(set(d[x])), blocked_ols(d, f'C({x})', value, block)
+    if fit is None: return pd.Series(np.nan, index=pd.Index(levels, name=x), name='adjusted')
+    grid = pd.MultiIndex.from_product([levels, sorted(set(d[block]))], names=[x, block]).to_frame(index=False)
+    return grid.assign(adjusted=np.asarray(fit.predict(grid))).groupby(x).adjusted.mean()
 
 # %% ../nbs/04a_stats.ipynb #0ba3636f
 def blocked_contrasts(df: pd.DataFrame, x: str, reference, value='test_acc', block='seed') -> pd.DataFrame:
     "Each other value of `x` minus `reference`, seed-adjusted (`blocked_ols`): difference, 95 % interval, p"
-    d = df[[x, value, block]].dropna()
-    if reference not in set(d[x]): raise ValueError(f'blocked_contrasts: reference {x}={reference!r} has no runs; '
-                                                    f'the values with runs are {sorted(set(d[x]))}')
+    d = within_blocks(df, x, value, block)
+    if reference not in set(d[x]): raise ValueError(f'blocked_contrasts: reference {x}={reference!r} has no runs '
+                                                    f'to compare; the values with runs are {sorted(set(d[x]))}')
     levels = [reference, *sorted(set(d[x]) - {reference})]
     fit = blocked_ols(d.assign(level=pd.Categorical(d[x], categories=levels)), 'C(level)', value, block)
+    out = pd.DataFrame(np.nan, index=pd.Index(levels[1:], name=x),
+                       columns=['mean_diff', 'ci95_low', 'ci95_high', 'p_ttest'])
+    if fit is None: return out
     terms, ci = [t for t in fit.params.index if t.startswith('C(level)')], fit.conf_int()
-    return pd.DataFrame({'mean_diff': fit.params[terms].values, 'ci95_low': ci.loc[terms, 0].values,
-                         'ci95_high': ci.loc[terms, 1].values, 'p_ttest': fit.pvalues[terms].values},
-                        index=pd.Index(levels[1:], name=x))
+    return out.assign(mean_diff=fit.params[terms].values, ci95_low=ci.loc[terms, 0].values,
+                      ci95_high=ci.loc[terms, 1].values, p_ttest=fit.pvalues[terms].values)
