@@ -216,7 +216,7 @@ def size_curve_crossing(curve: pd.DataFrame) -> str:
     c = curve.dropna(subset=['ci95_low']).sort_values('n_per_class')
     above, n = (c.ci95_low > 0).tolist(), [str(int(x)) for x in c.n_per_class]
     if not any(above): return ''
-    if above[-1]: return (f'Its interval lies above 0 at the largest size with runs of both ({n[-1]} per class): '
+    if above[-1]: return (f'Its interval lies above 0 at the largest size with an interval ({n[-1]} per class): '
                           'the gain has not crossed 0 there.')
     last = max(i for i, a in enumerate(above) if a)
     return (f'Its interval lies above 0 last at {n[last]} per class and no longer at the larger sizes '
@@ -229,8 +229,10 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     pos, zero, neg = ([str(int(n)) for n in c.n_per_class[m]]
                       for m in (c.ci95_low > 0, (c.ci95_low <= 0) & (c.ci95_high >= 0), c.ci95_high < 0))
     at = lambda v: f'at {_names(v)} per class'
+    lone = [str(int(n)) for n in curve.n_per_class[curve.ci95_low.isna()]]  # (one pair, or no spread)
     parts = [f'{b} beats {a} (the interval above 0) {at(pos)}' if pos else '',
-             f'the interval holds 0 {at(zero)}' if zero else '', f'{b} is worse {at(neg)}' if neg else '']
+             f'the interval holds 0 {at(zero)}' if zero else '', f'{b} is worse {at(neg)}' if neg else '',
+             f'{at(lone)} too few pairs for an interval so far' if lone else '']
     text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
     return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}. {size_curve_crossing(curve)}'.strip()
 
