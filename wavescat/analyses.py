@@ -10,15 +10,15 @@ from .published import PARAMETRIC_WRN, PUBLISHED
 from .stats import (blocked_anova, blocked_contrasts, blocked_means, choose_on_validation, has_blocks, holm,
                             log2_trend, paired_difference, seed_summary, verdict)
 from .records import diverged_note, model_label, variant_protocol
-from .results import interval_text, md_num, study_tables
+from .results import HEADLINE, interval_text, md_num, study_tables
 
 # %% auto #0
 __all__ = ['CONTROLS', 'SIZE_CURVE_MODELS', 'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'paired_arms',
            'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown',
            'arms_finding', 'controls_markdown', 'controls_recipes_markdown', 'lr_choice_text', 'why_markdown',
-           'size_curve', 'size_curves', 'size_curve_crossing', 'size_curve_sentence', 'size_curve_table',
-           'size_curve_markdown', 'parametric_size_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown',
-           'is_random_markdown']
+           'size_curve', 'size_curves', 'size_curve_crossing', 'size_curve_sentence', 'seed_gains', 'gain_change',
+           'gain_change_text', 'size_curve_table', 'size_curve_markdown', 'parametric_size_markdown',
+           'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04d_analyses.ipynb #3d8b414e
 def finished_runs(df: pd.DataFrame, protocol: str, n_per_class=None) -> pd.DataFrame:
@@ -236,6 +236,35 @@ def size_curve_sentence(curve: pd.DataFrame) -> str:
     text = '; '.join(p for p in parts if p) or 'no size has an interval yet'
     return f'Paired gain of {b} over {a}, 95 % intervals (unadjusted): {text}. {size_curve_crossing(curve)}'.strip()
 
+# %% ../nbs/04d_analyses.ipynb #ec6f6805
+def seed_gains(runs: pd.DataFrame, models=('resnet18', 'scat_v1 L=8')) -> pd.DataFrame:
+    "Per subset size and seed: `models[1]` minus `models[0]`, where a seed ran both"
+    acc = runs.pivot(index=['n_per_class', 'seed'], columns='model_label', values='test_acc')  # (raises on duplicates)
+    acc = acc.reindex(columns=list(models))  # (a model with no runs: no gains)
+    return (acc[models[1]] - acc[models[0]]).dropna().rename('gain').reset_index()
+
+def gain_change(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast',
+                ref=HEADLINE['n_per_class']) -> dict | None:
+    "`paired_difference` of the gain at the largest size minus the gain at `ref` per class, over their seeds"
+    runs = finished_runs(df, protocol)
+    g = seed_gains(runs[runs.model_label.isin(models)], models)
+    top = g.n_per_class.max()
+    if ref not in set(g.n_per_class) or not top > ref: return None  # (nothing larger than `ref` yet)
+    d = paired_difference(g[g.n_per_class.isin([ref, top])], baseline=ref, by='n_per_class', value='gain')
+    return dict(d.loc[top], pairs=int(d.loc[top, 'pairs']), ref=int(ref), top=int(top))
+
+# %% ../nbs/04d_analyses.ipynb #1f629946
+def gain_change_text(c: dict | None) -> str:
+    "Computed sentence on `gain_change`: did the gain shrink, grow, or neither, from `ref` to the largest size"
+    if c is None: return ''
+    head, pairs = f"From {c['ref']} to {c['top']} per class the gain changes by {c['mean_diff']:+.2f} points", c['pairs']
+    seeds = f"the {pairs} seed{'s' * (pairs != 1)} with runs of both models at both sizes"
+    if pd.isna(c['ci95_low']): return f'{head} over {seeds}: too few for an interval, no conclusion yet.'
+    how = ('it shrinks' if c['ci95_high'] < 0 else 'it grows' if c['ci95_low'] > 0
+           else 'the change is not distinguishable from 0')
+    return (f"{head} (95 % interval {interval_text(c['ci95_low'], c['ci95_high'])}, paired t-test "
+            f"p = {c['p_ttest']:.2g}, over {seeds}): {how}.")
+
 # %% ../nbs/04d_analyses.ipynb #cf5ce1e4
 def size_curve_table(curve: pd.DataFrame) -> str:
     "One `size_curve` as a markdown table: both models per size and the paired gain"
@@ -249,16 +278,18 @@ def size_curve_table(curve: pd.DataFrame) -> str:
 
 # %% ../nbs/04d_analyses.ipynb #16bd5c18
 def size_curve_markdown(df: pd.DataFrame, protocol='fast', figure=None, table=True, scat=SIZE_CURVE_MODELS,
-                        diverged=None) -> str:
+                        diverged=None, ref=HEADLINE['n_per_class']) -> str:
     "The data-size curves (`size_curves`): their sentences, the runs that `diverged`, a table each and the figure"
     # table=False: the sentences and the figure (the README's, which must not grow with every size)
     curves = size_curves(df, protocol, scat)
     if not curves: return size_curve_sentence(pd.DataFrame())
+    said = [f'{size_curve_sentence(c)} {gain_change_text(gain_change(df, c.models.iloc[0], protocol, ref))}'.strip()
+            for c in curves]
     left_out = diverged_note(diverged, protocol, ['resnet18', *scat]) if diverged is not None else ''
     plotted = figure and any(len(c) > 1 for c in curves)
     fig = [f'![{protocol}: accuracy and paired gain by subset size]({figure})'] if plotted else []
     tables = list(map(size_curve_table, curves)) if table else []
-    return '\n\n'.join([' '.join([*map(size_curve_sentence, curves), left_out]).strip(), *tables, *fig])
+    return '\n\n'.join([' '.join([*said, left_out]).strip(), *tables, *fig])
 
 # %% ../nbs/04d_analyses.ipynb #4bb06fa4
 def parametric_size_markdown(published=PARAMETRIC_WRN) -> str:
