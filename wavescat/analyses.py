@@ -8,7 +8,7 @@ import pandas as pd
 
 from .published import PARAMETRIC_WRN, PUBLISHED
 from .stats import (blocked_anova, blocked_contrasts, blocked_means, choose_on_validation, has_blocks, holm,
-                            log2_trend, paired_difference, seed_summary, verdict)
+                            log2_trend, paired_difference, seed_summary, verdict, wilcoxon_floor)
 from .records import diverged_note, model_label, variant_protocol
 from .results import HEADLINE, interval_text, md_num, study_tables
 
@@ -245,25 +245,30 @@ def seed_gains(runs: pd.DataFrame, models=('resnet18', 'scat_v1 L=8')) -> pd.Dat
 
 def gain_change(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast',
                 ref=HEADLINE['n_per_class']) -> dict | None:
-    "`paired_difference` of the gain at the largest size minus the gain at `ref` per class, over their seeds"
+    "`paired_difference` of each seed's gain at the largest size minus its gain at `ref` per class"
     runs = finished_runs(df, protocol)
     g = seed_gains(runs[runs.model_label.isin(models)], models)
+    g = g[g.seed.isin(g.seed[g.n_per_class == ref])]  # (only a seed with a gain at `ref` pairs)
     top = g.n_per_class.max()
-    if ref not in set(g.n_per_class) or not top > ref: return None  # (nothing larger than `ref` yet)
+    if not top > ref: return None  # (no runs at `ref`, or none larger that share a seed with it)
     d = paired_difference(g[g.n_per_class.isin([ref, top])], baseline=ref, by='n_per_class', value='gain')
-    return dict(d.loc[top], pairs=int(d.loc[top, 'pairs']), ref=int(ref), top=int(top))
+    row = d.loc[top]
+    return dict(row, pairs=int(row.pairs), losses=int(row.losses), ref=int(ref), top=int(top))
 
 # %% ../nbs/04d_analyses.ipynb #1f629946
 def gain_change_text(c: dict | None) -> str:
-    "Computed sentence on `gain_change`: did the gain shrink, grow, or neither, from `ref` to the largest size"
+    "Computed sentence on `gain_change`: did the gain fall, rise, or neither, from `ref` to the largest size"
     if c is None: return ''
-    head, pairs = f"From {c['ref']} to {c['top']} per class the gain changes by {c['mean_diff']:+.2f} points", c['pairs']
+    pairs, top = c['pairs'], c['top']
+    head = f"From {c['ref']} to {top} per class the gain changes by {c['mean_diff']:+.2f} points"
     seeds = f"the {pairs} seed{'s' * (pairs != 1)} with runs of both models at both sizes"
     if pd.isna(c['ci95_low']): return f'{head} over {seeds}: too few for an interval, no conclusion yet.'
-    how = ('it shrinks' if c['ci95_high'] < 0 else 'it grows' if c['ci95_low'] > 0
+    how = ('it falls' if c['ci95_high'] < 0 else 'it rises' if c['ci95_low'] > 0
            else 'the change is not distinguishable from 0')
-    return (f"{head} (95 % interval {interval_text(c['ci95_low'], c['ci95_high'])}, paired t-test "
-            f"p = {c['p_ttest']:.2g}, over {seeds}): {how}.")
+    floor = f', which cannot go below {wilcoxon_floor(pairs):.2g} with {pairs} pairs' * (wilcoxon_floor(pairs) >= .05)
+    return (f"{head} over {seeds} (95 % interval {interval_text(c['ci95_low'], c['ci95_high'])}, unadjusted; "
+            f"paired t-test p = {c['p_ttest']:.2g}; Wilcoxon p = {c['p_wilcoxon']:.2g}{floor}; "
+            f"lower at {top} on {c['losses']} of {pairs} seeds): {how}.")
 
 # %% ../nbs/04d_analyses.ipynb #cf5ce1e4
 def size_curve_table(curve: pd.DataFrame) -> str:
