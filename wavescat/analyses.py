@@ -8,7 +8,7 @@ import pandas as pd
 
 from .published import PARAMETRIC_WRN, PUBLISHED
 from .stats import (blocked_anova, blocked_contrasts, blocked_means, choose_on_validation, has_blocks, holm,
-                            log2_trend, paired_difference, seed_summary, verdict, wilcoxon_floor)
+                            log2_trend, paired_difference, seed_summary, verdict, wilcoxon_floor_text)
 from .records import diverged_note, model_label, variant_protocol
 from .results import HEADLINE, interval_text, md_num, study_tables
 
@@ -265,7 +265,7 @@ def gain_change_text(c: dict | None) -> str:
     if pd.isna(c['ci95_low']): return f'{head} over {seeds}: too few for an interval, no conclusion yet.'
     how = ('it falls' if c['ci95_high'] < 0 else 'it rises' if c['ci95_low'] > 0
            else 'the change is not distinguishable from 0')
-    floor = f', which cannot go below {wilcoxon_floor(pairs):.2g} with {pairs} pairs' * (wilcoxon_floor(pairs) >= .05)
+    floor = wilcoxon_floor_text(pairs, '{:.2g}')
     return (f"{head} over {seeds} (95 % interval {interval_text(c['ci95_low'], c['ci95_high'])}, unadjusted; "
             f"paired t-test p = {c['p_ttest']:.2g}; Wilcoxon p = {c['p_wilcoxon']:.2g}{floor}; "
             f"lower at {top} on {c['losses']} of {pairs} seeds): {how}.")

@@ -12,9 +12,9 @@ from statsmodels.stats.multitest import multipletests
 import statsmodels.formula.api as smf
 
 # %% auto #0
-__all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'paired_difference', 'verdict', 'choose_on_validation',
-           'has_blocks', 'within_blocks', 'blocked_ols', 'log2_trend', 'blocked_anova', 'blocked_means',
-           'blocked_contrasts']
+__all__ = ['t_interval', 'seed_summary', 'holm', 'wilcoxon_floor', 'wilcoxon_floor_text', 'paired_difference', 'verdict',
+           'choose_on_validation', 'has_blocks', 'within_blocks', 'blocked_ols', 'log2_trend', 'blocked_anova',
+           'blocked_means', 'blocked_contrasts']
 
 # %% ../nbs/04a_stats.ipynb #ee715dde
 def t_interval(x, level=0.95) -> float:
@@ -42,6 +42,11 @@ def wilcoxon_floor(pairs: int) -> float:
     "Smallest two-sided p of the exact Wilcoxon signed-rank test on `pairs` pairs"
     # all pairs on one side: 2 / 2^n
     return 2.0 ** (1 - pairs)
+
+def wilcoxon_floor_text(pairs: int, fmt='{:.3g}') -> str:
+    "', which cannot go below ...': the clause for a p-value whose floor with `pairs` pairs is 0.05 or more"
+    floor = wilcoxon_floor(pairs)
+    return f', which cannot go below {fmt.format(floor)} with {pairs} pairs' if floor >= 0.05 else ''
 
 # %% ../nbs/04a_stats.ipynb #4e6635ee
 def paired_difference(df: pd.DataFrame, baseline='resnet18', by='model', value='test_acc') -> pd.DataFrame:
@@ -72,8 +77,7 @@ def verdict(row, model: str, baseline: str, unit='points') -> str:
         return head + ' (too few pairs, or no spread, for an interval): no conclusion.'
     p = row.get('p_holm', row['p_ttest'])
     adj = (f', Holm-adjusted over {family} comparisons p = {p:.3g}' if family > 1 else '')
-    floor = (f", which cannot go below {wilcoxon_floor(pairs):.3g} with {pairs} pairs"
-             if wilcoxon_floor(pairs) >= 0.05 else '')
+    floor = wilcoxon_floor_text(pairs)
     stats_ = (f" (95 % interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}; "
               f"paired t-test p = {row['p_ttest']:.3g}{adj}; "
               f"Wilcoxon p = {row['p_wilcoxon']:.3g}{floor}; better on {wins} of {pairs} seeds)")
