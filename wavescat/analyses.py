@@ -14,11 +14,11 @@ from .results import HEADLINE, interval_text, md_num, study_tables
 
 # %% auto #0
 __all__ = ['CONTROLS', 'SIZE_CURVE_MODELS', 'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'paired_arms',
-           'controls_table', 'arm_verdicts', 'learnable_table', 'hybrid_lr_choice', 'hybrid_table', 'arms_markdown',
+           'controls_table', 'arm_verdicts', 'learnable_table', 'lr_choice', 'chosen_lr_table', 'arms_markdown',
            'arms_finding', 'controls_markdown', 'controls_recipes_markdown', 'lr_choice_text', 'why_markdown',
-           'size_curve', 'size_curves', 'size_curve_crossing', 'size_curve_sentence', 'seed_gains', 'gain_change',
-           'gain_change_text', 'size_curve_table', 'size_curve_markdown', 'parametric_size_markdown',
-           'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'linear_baseline_markdown', 'size_curve', 'size_curves', 'size_curve_crossing', 'size_curve_sentence',
+           'seed_gains', 'gain_change', 'gain_change_text', 'size_curve_table', 'size_curve_markdown',
+           'parametric_size_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
 
 # %% ../nbs/04d_analyses.ipynb #3d8b414e
 def finished_runs(df: pd.DataFrame, protocol: str, n_per_class=None) -> pd.DataFrame:
@@ -99,23 +99,25 @@ def learnable_table(df: pd.DataFrame, Ls=(4, 8), protocol='fast', precision='bf1
     return paired_arms(df, pairs, n_per_class)
 
 # %% ../nbs/04d_analyses.ipynb #1ebd56b8
-def hybrid_lr_choice(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> pd.DataFrame:
-    "Validation accuracy of the hybrid per learning rate, and the `chosen` one"
+def lr_choice(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8,
+              model='scat_hybrid') -> pd.DataFrame:
+    "Validation accuracy of `model` per learning rate, and the `chosen` one"
     if df.empty: return pd.DataFrame()
-    g = df[(df.model == 'scat_hybrid') & (df.n_per_class == n_per_class) & (df.L == L)]
-    grid = [variant_protocol(protocol, model='scat_hybrid', L=L, lr=lr, val_per_class=100, evaluate_test=False,
+    g = df[(df.model == model) & (df.n_per_class == n_per_class) & (df.L == L)]
+    grid = [variant_protocol(protocol, model=model, L=L, lr=lr, val_per_class=100, evaluate_test=False,
                              precision=precision) for lr in g.lr]
     g = g[[p == q for p, q in zip(g.protocol, grid)]]
     return choose_on_validation(g, 'lr') if len(g) else pd.DataFrame()
 
 # %% ../nbs/04d_analyses.ipynb #9c887936
-def hybrid_table(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> pd.DataFrame:
-    "The hybrid at its chosen learning rate paired with resnet18, both in `precision`"
-    choice = hybrid_lr_choice(df, protocol, precision, n_per_class, L)
+def chosen_lr_table(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8,
+                    model='scat_hybrid') -> pd.DataFrame:
+    "`model` at its chosen learning rate paired with resnet18, both in `precision`"
+    choice = lr_choice(df, protocol, precision, n_per_class, L, model)
     if choice.empty: return choice
     lr = choice.index[choice.chosen][0]
-    label = variant_protocol(protocol, model='scat_hybrid', L=L, lr=lr, precision=precision)
-    arm = (f'scat_hybrid L={L} (lr={lr:g})', f'scat_hybrid L={L}', label)
+    label = variant_protocol(protocol, model=model, L=L, lr=lr, precision=precision)
+    arm = (f'{model} L={L} (lr={lr:g})', f'{model} L={L}', label)
     return paired_arms(df, [(arm, ('resnet18', 'resnet18', variant_protocol(protocol, precision=precision)))],
                        n_per_class).assign(lr=lr)
 
@@ -178,13 +180,22 @@ def lr_choice_text(choice: pd.DataFrame) -> str:
 def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> str:
     "The controls, the learnable filters and the hybrid: each its paired table and sentences"
     label = variant_protocol(protocol, precision=precision)
-    choice = hybrid_lr_choice(df, protocol, precision, n_per_class)
+    choice = lr_choice(df, protocol, precision, n_per_class)
     parts = {f'Controls at L={L}': controls_table(df, L, label, n_per_class),
              'Learnable filters': learnable_table(df, protocol=protocol, precision=precision, n_per_class=n_per_class),
-             'The hybrid at its own learning rate': hybrid_table(df, protocol, precision, n_per_class)}
+             'The hybrid at its own learning rate': chosen_lr_table(df, protocol, precision, n_per_class)}
     text = [f'**{k}** (`{label}` and its variants, {n_per_class} per class, full test set):\n\n'
             + (f'{arms_finding(t)}\n\n' if len(t) else '') + arms_markdown(t) for k, t in parts.items()]
     return '\n\n'.join(text) + ('' if choice.empty else ' ' + lr_choice_text(choice))
+
+# %% ../nbs/04d_analyses.ipynb #2f011a6c
+def linear_baseline_markdown(df: pd.DataFrame, protocol='fast', precision='fp32', n_per_class=100, L=8) -> str:
+    "resnet18 against the linear layer on fixed scattering at its chosen learning rate: the computed sentence"
+    t = chosen_lr_table(df, protocol, precision, n_per_class, L, model='scat_linear')
+    if t.empty: return 'No finished `scat_linear` runs at a learning rate chosen on validation data yet.'
+    r, choice = t.iloc[0], lr_choice(df, protocol, precision, n_per_class, L, model='scat_linear')
+    return (f'`{variant_protocol(protocol, precision=precision)}`, {n_per_class} per class: '
+            f'{verdict(r, r.variant, r.against)} {lr_choice_text(choice)}')
 
 # %% ../nbs/04d_analyses.ipynb #39eda1a0
 def size_curve(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast') -> pd.DataFrame:

@@ -13,8 +13,8 @@ from .records import model_label, protocol_label
 
 # %% auto #0
 __all__ = ['DATA_COLUMNS', 'HEADLINE', 'COMPARISONS', 'fixed_tight_filters', 'study_tables', 'headline', 'protocol_text',
-           'md_num', 'interval_text', 'run_time_text', 'results_markdown', 'intro_markdown', 'finding',
-           'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown']
+           'md_num', 'interval_text', 'run_time_text', 'run_times_markdown', 'results_markdown', 'intro_markdown',
+           'finding', 'front_markdown', 'comparison', 'comparisons_markdown', 'features_markdown']
 
 # %% ../nbs/04c_results.ipynb #2a8d37f7
 DATA_COLUMNS = ('dataset', 'dataset_hash', 'n_test')
@@ -114,6 +114,21 @@ def run_time_text(runs: pd.DataFrame) -> str:
     return (f"Training time (the records' `time_s`: the epochs, without the final evaluation): {minutes.min():.1f} to "
             f"{minutes.max():.1f} minutes per run, median {minutes.median():.1f}, at {speed.min():.0f} to "
             f"{speed.max():.0f} training images/s, on {' and '.join(sorted(runs.device.unique()))}.")
+
+# %% ../nbs/04c_results.ipynb #57bfe39d
+def run_times_markdown(df: pd.DataFrame, recipes=('fast', 'study'), models=('resnet18', 'scat_v1')) -> str:
+    "Measured training minutes per recipe and subset size, from the records of finished test runs"
+    # (`time_s`: the epochs, not the final evaluation; `models` as recorded, any L)
+    keep = (df.protocol.isin(recipes) & df.model.isin(models) & df.test_acc.notna() & df.time_s.notna()
+            if len(df) and 'time_s' in df else pd.Series(False, index=df.index))
+    if not keep.any(): return 'No timed runs yet.'
+    done = df[keep].assign(recipe=pd.Categorical(df.protocol[keep], list(recipes)), minutes=df.time_s[keep] / 60)
+    rows = ['| recipe | per class | runs | training minutes: median (range) | training images/s, median | on |',
+            '|---|---|---|---|---|---|']
+    for (p, n), g in done.groupby(['recipe', 'n_per_class'], observed=True):
+        rows.append(f"| `{p}` | {n} | {len(g)} | {g.minutes.median():.1f} ({g.minutes.min():.1f} to "
+                    f"{g.minutes.max():.1f}) | {g.images_per_s.median():.0f} | {'; '.join(sorted(g.device.unique()))} |")
+    return '\n'.join(rows)
 
 # %% ../nbs/04c_results.ipynb #0332b5a1
 def results_markdown(h: dict, figure='outputs/figures/headline.png') -> str:
