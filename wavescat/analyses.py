@@ -14,11 +14,12 @@ from .results import HEADLINE, interval_text, md_num, study_tables
 
 # %% auto #0
 __all__ = ['CONTROLS', 'SIZE_CURVE_MODELS', 'finished_runs', 'with_holm', 'precision_parity', 'parity_markdown', 'paired_arms',
-           'controls_table', 'arm_verdicts', 'learnable_table', 'lr_choice', 'chosen_lr_table', 'arms_markdown',
-           'arms_finding', 'controls_markdown', 'controls_recipes_markdown', 'lr_choice_text', 'why_markdown',
-           'linear_baseline_markdown', 'size_curve', 'size_curves', 'size_curve_crossing', 'size_curve_sentence',
-           'seed_gains', 'gain_change', 'gain_change_text', 'size_curve_table', 'size_curve_markdown',
-           'parametric_size_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown', 'is_random_markdown']
+           'controls_table', 'arm_verdicts', 'learnable_table', 'lr_grid_runs', 'lr_choice', 'chosen_lr_table',
+           'arms_markdown', 'arms_finding', 'controls_markdown', 'controls_recipes_markdown', 'lr_choice_text',
+           'why_markdown', 'linear_baseline_markdown', 'size_curve', 'size_curves', 'size_curve_crossing',
+           'size_curve_sentence', 'seed_gains', 'gain_change', 'gain_change_text', 'size_curve_table',
+           'size_curve_markdown', 'parametric_size_markdown', 'l_dependence_text', 'l_sweep', 'l_sweep_markdown',
+           'is_random_markdown']
 
 # %% ../nbs/04d_analyses.ipynb #3d8b414e
 def finished_runs(df: pd.DataFrame, protocol: str, n_per_class=None) -> pd.DataFrame:
@@ -99,14 +100,19 @@ def learnable_table(df: pd.DataFrame, Ls=(4, 8), protocol='fast', precision='bf1
     return paired_arms(df, pairs, n_per_class)
 
 # %% ../nbs/04d_analyses.ipynb #1ebd56b8
-def lr_choice(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8,
-              model='scat_hybrid') -> pd.DataFrame:
-    "Validation accuracy of `model` per learning rate, and the `chosen` one"
-    if df.empty: return pd.DataFrame()
+def lr_grid_runs(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8,
+                 model='scat_hybrid') -> pd.DataFrame:
+    "The rows of `df` (records, or `load_diverged`'s) that are `model`'s validation runs of a learning rate"
+    if df is None or df.empty: return pd.DataFrame()
     g = df[(df.model == model) & (df.n_per_class == n_per_class) & (df.L == L)]
     grid = [variant_protocol(protocol, model=model, L=L, lr=lr, val_per_class=100, evaluate_test=False,
                              precision=precision) for lr in g.lr]
-    g = g[[p == q for p, q in zip(g.protocol, grid)]]
+    return g[[p == q for p, q in zip(g.protocol, grid)]]
+
+def lr_choice(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8,
+              model='scat_hybrid') -> pd.DataFrame:
+    "Validation accuracy of `model` per learning rate, and the `chosen` one"
+    g = lr_grid_runs(df, protocol, precision, n_per_class, L, model)
     return choose_on_validation(g, 'lr') if len(g) else pd.DataFrame()
 
 # %% ../nbs/04d_analyses.ipynb #9c887936
@@ -172,10 +178,13 @@ def controls_recipes_markdown(df: pd.DataFrame, protocols, L=8, n_per_class=100)
     return '\n\n'.join([*(f'**`{p}`**: {arms_finding(t)}' for p, t in ts.items()), '\n'.join(rows)])
 
 # %% ../nbs/04d_analyses.ipynb #45297833
-def lr_choice_text(choice: pd.DataFrame) -> str:
-    "The learning rate `choose_on_validation` chose, beside every rate's validation accuracy"
+def lr_choice_text(choice: pd.DataFrame, diverged: pd.DataFrame | None = None) -> str:
+    "The learning rate `choose_on_validation` chose, beside every rate's validation accuracy and the `diverged` runs"
     accs = ', '.join(f"{lr:g}: {r['mean']:.2f} % ({int(r.n)} seeds)" for lr, r in choice.iterrows())
-    return f"Chosen on validation: lr = {choice.index[choice.chosen][0]:g} (mean validation accuracy per lr: {accs})."
+    lost = '' if diverged is None or diverged.empty else ' Diverged on validation, so not chosen: ' + ', '.join(
+        f"lr = {lr:g} ({n} seed{'s' * (n != 1)})" for lr, n in diverged.groupby('lr').size().items()) + '.'
+    return (f"Chosen on validation: lr = {choice.index[choice.chosen][0]:g} (mean validation accuracy per lr: {accs})."
+            + lost)
 
 def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> str:
     "The controls, the learnable filters and the hybrid: each its paired table and sentences"
@@ -189,13 +198,15 @@ def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
     return '\n\n'.join(text) + ('' if choice.empty else ' ' + lr_choice_text(choice))
 
 # %% ../nbs/04d_analyses.ipynb #2f011a6c
-def linear_baseline_markdown(df: pd.DataFrame, protocol='fast', precision='fp32', n_per_class=100, L=8) -> str:
+def linear_baseline_markdown(df: pd.DataFrame, protocol='fast', precision='fp32', n_per_class=100, L=8,
+                             choice=True, diverged: pd.DataFrame | None = None) -> str:
     "resnet18 against the linear layer on fixed scattering at its chosen learning rate: the computed sentence"
     t = chosen_lr_table(df, protocol, precision, n_per_class, L, model='scat_linear')
     if t.empty: return 'No finished `scat_linear` runs at a learning rate chosen on validation data yet.'
-    r, choice = t.iloc[0], lr_choice(df, protocol, precision, n_per_class, L, model='scat_linear')
+    r, lrs = t.iloc[0], lr_choice(df, protocol, precision, n_per_class, L, model='scat_linear')
+    lost = lr_grid_runs(diverged, protocol, precision, n_per_class, L, model='scat_linear')
     return (f'`{variant_protocol(protocol, precision=precision)}`, {n_per_class} per class: '
-            f'{verdict(r, r.variant, r.against)} {lr_choice_text(choice)}')
+            f'{verdict(r, r.variant, r.against)}' + (f' {lr_choice_text(lrs, lost)}' if choice else ''))
 
 # %% ../nbs/04d_analyses.ipynb #39eda1a0
 def size_curve(df: pd.DataFrame, models=('resnet18', 'scat_v1 L=8'), protocol='fast') -> pd.DataFrame:

@@ -126,8 +126,9 @@ def run_times_markdown(df: pd.DataFrame, recipes=('fast', 'study'), models=('res
     rows = ['| recipe | per class | runs | training minutes: median (range) | training images/s, median | on |',
             '|---|---|---|---|---|---|']
     for (p, n), g in done.groupby(['recipe', 'n_per_class'], observed=True):
-        rows.append(f"| `{p}` | {n} | {len(g)} | {g.minutes.median():.1f} ({g.minutes.min():.1f} to "
-                    f"{g.minutes.max():.1f}) | {g.images_per_s.median():.0f} | {'; '.join(sorted(g.device.unique()))} |")
+        m, on = g.minutes, '; '.join(sorted(g.device.unique()))
+        rows.append(f"| `{p}` | {n} | {len(g)} | {m.median():.1f} ({m.min():.1f} to {m.max():.1f}) | "
+                    f"{md_num(g.images_per_s.median(), '{:.0f}')} | {on} |")
     return '\n'.join(rows)
 
 # %% ../nbs/04c_results.ipynb #0332b5a1
