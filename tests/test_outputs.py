@@ -56,3 +56,13 @@ def test_the_executed_report_read_every_committed_record():
     assert (int(m[1]), m[2]) == (len(ids), records_digest(ids)), \
         (f'outputs/report.ipynb read {m[1]} records, {len(ids)} are committed: '
          're-execute it (./run papermill nbs/report.ipynb outputs/report.ipynb)')
+
+def test_each_protocol_label_holds_one_precision():
+    "Tables select runs by protocol label, which names precision only where it is not the device's usual one."
+    import pandas as pd
+    from wavescat.records import load_diverged, load_records
+    runs = ROOT / 'outputs' / 'runs'
+    df = pd.concat([load_records(runs)[['protocol', 'precision']], load_diverged(runs)[['protocol', 'precision']]])
+    mixed = df.groupby('protocol').precision.unique().loc[lambda s: s.str.len() > 1]
+    assert mixed.empty, ('these protocol labels pool runs of several precisions (a CUDA bf16 run beside CPU fp32 '
+                         f'ones?), so every table would pair them: {mixed.to_dict()}')

@@ -41,7 +41,7 @@ def blocks() -> dict:
         'strong': lambda: ex.results_markdown(ex.headline(runs, protocol=STRONG),
                                               figure='../outputs/figures/headline_strong.png'),
         'parity': lambda: an.parity_markdown(runs),
-        'why': lambda: an.why_markdown(runs),
+        'why': lambda: an.why_markdown(runs, diverged=diverged),
         'front_controls': lambda: an.controls_recipes_markdown(runs, (bf16, STRONG)),
         'controls_strong': lambda: an.controls_markdown(runs, STRONG),
         'size_curve': lambda: an.size_curve_markdown(runs, bf16, '../outputs/figures/size_curve_bf16.png',

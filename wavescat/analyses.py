@@ -104,7 +104,8 @@ def lr_grid_runs(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
                  model='scat_hybrid') -> pd.DataFrame:
     "The rows of `df` (records, or `load_diverged`'s) that are `model`'s validation runs of a learning rate"
     if df is None or df.empty: return pd.DataFrame()
-    g = df[(df.model == model) & (df.n_per_class == n_per_class) & (df.L == L)]
+    # (the label names precision only where it is not the device's usual one, so compare it too)
+    g = df[(df.model == model) & (df.n_per_class == n_per_class) & (df.L == L) & (df.precision == precision)]
     grid = [variant_protocol(protocol, model=model, L=L, lr=lr, val_per_class=100, evaluate_test=False,
                              precision=precision) for lr in g.lr]
     return g[[p == q for p, q in zip(g.protocol, grid)]]
@@ -186,7 +187,8 @@ def lr_choice_text(choice: pd.DataFrame, diverged: pd.DataFrame | None = None) -
     return (f"Chosen on validation: lr = {choice.index[choice.chosen][0]:g} (mean validation accuracy per lr: {accs})."
             + lost)
 
-def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8) -> str:
+def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_class=100, L=8,
+                 diverged: pd.DataFrame | None = None) -> str:
     "The controls, the learnable filters and the hybrid: each its paired table and sentences"
     label = variant_protocol(protocol, precision=precision)
     choice = lr_choice(df, protocol, precision, n_per_class)
@@ -195,7 +197,8 @@ def why_markdown(df: pd.DataFrame, protocol='fast', precision='bf16', n_per_clas
              'The hybrid at its own learning rate': chosen_lr_table(df, protocol, precision, n_per_class)}
     text = [f'**{k}** (`{label}` and its variants, {n_per_class} per class, full test set):\n\n'
             + (f'{arms_finding(t)}\n\n' if len(t) else '') + arms_markdown(t) for k, t in parts.items()]
-    return '\n\n'.join(text) + ('' if choice.empty else ' ' + lr_choice_text(choice))
+    lost = lr_grid_runs(diverged, protocol, precision, n_per_class)
+    return '\n\n'.join(text) + ('' if choice.empty else ' ' + lr_choice_text(choice, lost))
 
 # %% ../nbs/04d_analyses.ipynb #2f011a6c
 def linear_baseline_markdown(df: pd.DataFrame, protocol='fast', precision='fp32', n_per_class=100, L=8,

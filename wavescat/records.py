@@ -94,10 +94,10 @@ def load_diverged(out_dir=None) -> pd.DataFrame:
     for f in sorted(Path(out_dir or default_out_dir()).glob('*/diverged.json')):
         r = json.loads(f.read_text()); p = r['params']
         rows.append(dict(run_id=r['run_id'], model=p['model'], L=p['L'], n_per_class=p['n_per_class'], seed=p['seed'],
-                         lr=p['lr'], protocol=protocol_label(p, r['device']), epochs_done=len(r['history']),
-                         why=r['diverged']))
-    return pd.DataFrame(rows, columns=['run_id', 'model', 'L', 'n_per_class', 'seed', 'lr', 'protocol', 'epochs_done',
-                                       'why'])
+                         lr=p['lr'], protocol=protocol_label(p, r['device']), precision=record_precision(r),
+                         epochs_done=len(r['history']), why=r['diverged']))
+    return pd.DataFrame(rows, columns=['run_id', 'model', 'L', 'n_per_class', 'seed', 'lr', 'protocol', 'precision',
+                                       'epochs_done', 'why'])
 
 # %% ../nbs/04_records.ipynb #01cf5724
 def meets_divergence_rule(history: list, n_classes: int = 10) -> str | None:
