@@ -66,3 +66,10 @@ def test_each_protocol_label_holds_one_precision():
     mixed = df.groupby('protocol').precision.unique().loc[lambda s: s.str.len() > 1]
     assert mixed.empty, ('these protocol labels pool runs of several precisions (a CUDA bf16 run beside CPU fp32 '
                          f'ones?), so every table would pair them: {mixed.to_dict()}')
+
+def test_committed_benches_measured_something():
+    "A `--quick` bench checks that the code runs and measures nothing: the pages quote full benches only."
+    benches = sorted((ROOT / 'outputs' / 'bench').glob('*.json'))
+    assert {f.name for f in benches} >= {'cpu.json', 'sweep.json'}, benches
+    quick = [f.name for f in benches if json.loads(f.read_text())['quick']]
+    assert quick == [], f'quick benches committed (run them without --quick): {quick}'

@@ -2,7 +2,7 @@
 
 A page is a notebook's markdown cells, and its code cells (not `#|`-hidden) as python blocks. Between
 `<!-- generated: NAME -->` and `<!-- /generated: NAME -->` a page holds the text that `BLOCKS[NAME]` computes from
-the committed records, the features CSV or the bench's JSON: `--update` rewrites those blocks in the notebooks,
+the committed records, the features CSV or the benches' JSON: `--update` rewrites those blocks in the notebooks,
 then writes the pages; `--check` exits 1 when a block or a page is out of date (CI runs it).
 
 nbdev's own `nbdev_readme` does the same through Quarto, which cannot be installed without internet access (its
@@ -23,6 +23,7 @@ def blocks() -> dict:
     from wavescat import analyses as an, results as ex
     from wavescat.records import STRONG, load_diverged, load_records, variant_protocol
     from wavescat.bench import format_table
+    from wavescat.sweep_bench import format_sweep_bench
     from wavescat.config import config_table
     runs, diverged = load_records(ROOT / 'outputs' / 'runs'), load_diverged(ROOT / 'outputs' / 'runs')
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
@@ -63,6 +64,8 @@ def blocks() -> dict:
         'run_times': lambda: ex.run_times_markdown(runs, recipes=('fast', bf16, STRONG, 'study')),
         'features': lambda: ex.features_markdown(csv, runs),
         'bench': lambda: format_table(json.loads((ROOT / 'outputs' / 'bench' / 'cpu.json').read_text())),
+        'sweep_bench': lambda: format_sweep_bench(json.loads((ROOT / 'outputs' / 'bench' / 'sweep.json')
+                                                             .read_text())),
         'parameters': config_table,
     }
 
