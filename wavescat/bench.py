@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_bench.ipynb #1273e301
 from __future__ import annotations
-import json, platform, time
+import platform, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # the reference (see 01_scattering)
 
-from .core import (EVAL_BATCH, atomic_write, check_int, MEMORY_FORMAT, resolve_device, resolve_precision,
-                           cpu_name, versions)
+from .core import (EVAL_BATCH, atomic_write_json, check_int, MEMORY_FORMAT, resolve_device,
+                           resolve_precision, cpu_name, versions)
 from .cifar10 import CIFAR10_CLASSES
 from .data import Batches
 from .images import ImageSet
@@ -24,7 +24,7 @@ from .evaluate import autocast
 # %% auto #0
 __all__ = ['SCATTERING_CONFIGS', 'BENCH_MODELS', 'sync', 'interleaved', 'median_ms', 'bench_scattering', 'train_step_fn',
            'bench_train_step', 'bench_paths', 'bench_precision', 'bench_iterator', 'machine_info', 'run_bench',
-           'format_table', 'main']
+           'format_table', 'check_out', 'save_result', 'main']
 
 # %% ../nbs/05_bench.ipynb #db9d27e8
 def sync(device: torch.device):
@@ -272,6 +272,15 @@ def format_table(res: dict) -> str:
                   f"| **{r['eval_speedup']:.2f}x** |" for r in res['paths']]
     return '\n'.join(lines)
 
+# %% ../nbs/05_bench.ipynb #f8fdb54b
+def check_out(out):
+    "Refuse an `out` file whose folder does not exist, before anything is timed"
+    if out and not Path(out).parent.is_dir(): raise ValueError(f'out: folder {Path(out).parent} does not exist')
+
+def save_result(res: dict, out):
+    "Write a bench result to `out` as JSON (atomically) and say where"
+    atomic_write_json(res, out); print(f'results written to {out}')
+
 # %% ../nbs/05_bench.ipynb #ea13ffd0
 @call_parse
 def main(out: str = None,  # write the results as JSON to this file (its folder must exist)
@@ -281,11 +290,8 @@ def main(out: str = None,  # write the results as JSON to this file (its folder 
     ("Time the scattering front-end, a training step and the data iterator; "
      "print the table, and write the JSON to `out`.")
     check_int('rounds', rounds, 1)
-    if out and not Path(out).parent.is_dir(): raise ValueError(f'out: folder {Path(out).parent} does not exist')
+    check_out(out)
     res = run_bench(device, quick, rounds)
     print(format_table(res))
-    if out:
-        text = json.dumps(res, indent=1)
-        atomic_write(out, lambda tmp: Path(tmp).write_text(text))
-        print(f'results written to {out}')
+    if out: save_result(res, out)
     return res

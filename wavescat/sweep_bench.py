@@ -4,19 +4,19 @@
 
 # %% ../nbs/06a_sweep_bench.ipynb #6fa1af30
 from __future__ import annotations
-import contextlib, io, json, os, tempfile, time
+import contextlib, io, os, tempfile, time
 from pathlib import Path
 from unittest import mock
 import torch
 from distributed import Client
 from fastcore.script import call_parse
 
-from .core import atomic_write, versions
+from .core import versions
 from .cifar10 import make_fake_cifar10
 from .config import TrainConfig, check_config
 from .train import train
 from .sweep import cpu_cores, local_cluster, sweep
-from .bench import machine_info
+from .bench import check_out, machine_info, save_result
 
 # %% auto #0
 __all__ = ['bench_runs', 'fake_data', 'timed', 'quietly', 'finished', 'cpu_sweep', 'sweep_speed', 'bench_sweeps', 'sweep_cost',
@@ -137,11 +137,8 @@ def format_sweep_bench(res: dict) -> str:
 def main(out: str = None,  # write the results as JSON to this file (its folder must exist)
          quick: bool = False):  # 1-epoch runs of 2 images per class: checks the code runs, measures nothing
     "Time what a sweep adds and one run per core against one at a time; print it, write the JSON to `out`."
-    if out and not Path(out).parent.is_dir(): raise ValueError(f'out: folder {Path(out).parent} does not exist')
+    check_out(out)
     res = run_sweep_bench(quick)
     print(format_sweep_bench(res))
-    if out:
-        text = json.dumps(res, indent=1)
-        atomic_write(out, lambda tmp: Path(tmp).write_text(text))
-        print(f'results written to {out}')
+    if out: save_result(res, out)
     return res
