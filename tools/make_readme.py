@@ -27,6 +27,7 @@ def blocks() -> dict:
     from wavescat.config import config_table
     runs, diverged = load_records(ROOT / 'outputs' / 'runs'), load_diverged(ROOT / 'outputs' / 'runs')
     csv = ROOT / 'outputs' / 'features' / 'study-J2-L8-o2.csv'
+    bench = lambda name: json.loads((ROOT / 'outputs' / 'bench' / f'{name}.json').read_text())
     study = dict(protocol='study')
     bf16 = variant_protocol('fast', precision='bf16')  # the controls, the size curve and the L sweep run in bf16
     curves = ((bf16, 'outputs/figures/size_curve_bf16.png'), (STRONG, 'outputs/figures/size_curve_strong.png'))
@@ -63,9 +64,8 @@ def blocks() -> dict:
         'linear_baseline': lambda: an.linear_baseline_markdown(runs, diverged=diverged),
         'run_times': lambda: ex.run_times_markdown(runs, recipes=('fast', bf16, STRONG, 'study')),
         'features': lambda: ex.features_markdown(csv, runs),
-        'bench': lambda: format_table(json.loads((ROOT / 'outputs' / 'bench' / 'cpu.json').read_text())),
-        'sweep_bench': lambda: format_sweep_bench(json.loads((ROOT / 'outputs' / 'bench' / 'sweep.json')
-                                                             .read_text())),
+        'bench': lambda: format_table(bench('cpu')),
+        'sweep_bench': lambda: format_sweep_bench(bench('sweep')),
         'parameters': config_table,
     }
 

@@ -75,7 +75,8 @@ def sweep_speed(table, seconds: float, cpu_runs: int) -> dict:
 # %% ../nbs/06a_sweep_bench.ipynb #f86ffded
 def bench_sweeps(n_per_class: int = 100, epochs: int = 4) -> dict:
     "Runs called directly, as sweeps one at a time (one run, all runs), and one run per core."
-    cores, n = min(cpu_cores(), 64), 2 * min(cpu_cores(), 64)
+    cores = min(cpu_cores(), 64)  # `cpu_runs` takes at most 64
+    n = 2 * cores
     with fake_data(n_per_class) as (root, d):
         runs = lambda name, k: bench_runs(root, d / name, k, epochs, n_per_class)
         warm = quietly(train, runs('warm', 1)[0]); cpu_sweep([], 1)
